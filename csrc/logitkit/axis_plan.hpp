@@ -1,0 +1,111 @@
+// Planning a computation along one axis of strided arrays: which dimensions are the
+// reduced axis, which are independent "batch" positions, and which batch dimension (if any)
+// a kernel can take whole, as rows or as contiguous columns.
+//
+// Operand 0 is always the input with the reduced axis. Other operands either have the same
+// axis (an output of the same shape) or lack it (a per-row output such as logsumexp's).
+#pragma once
+
+#include <array>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "strided.hpp"
+
+namespace logitkit {
+
+constexpr int kMaxOperands = 4;
+
+struct BatchDim {
+  idx len;
+  std::array<idx, kMaxOperands> stride;  // elements
+};
+
+struct AxisPlan {
+  int operands = 0;
+  idx n = 0;                                  // length of the reduced axis
+  std::array<idx, kMaxOperands> axis_stride{};  // elements; 0 for operands without the axis
+  std::vector<BatchDim> batch;                // batch dimensions longer than 1
+  bool empty_batch = false;                   // some batch dimension has length 0
+};
+
+inline idx element_stride(idx byte_stride, idx itemsize) {
+  if (byte_stride % itemsize != 0)
+    throw std::invalid_argument("array stride is not a multiple of its item size");
+  return byte_stride / itemsize;
+}
+
+// `has_axis[k]` says whether operand k has the reduced axis (same shape as operand 0) or
+// not (operand 0's shape without the axis).
+inline AxisPlan plan_axis(const std::vector<const StridedArray*>& ops,
+                          const std::vector<bool>& has_axis, int axis, idx itemsize) {
+  AxisPlan plan;
+  plan.operands = static_cast<int>(ops.size());
+  const StridedArray& x = *ops[0];
+  const int ndim = static_cast<int>(x.shape.size());
+  if (axis < 0 || axis >= ndim) throw std::invalid_argument("axis out of range");
+  for (int k = 0; k < plan.operands; ++k) {
+    const StridedArray& a = *ops[k];
+    const int expected = has_axis[k] ? ndim : ndim - 1;
+    if (static_cast<int>(a.shape.size()) != expected || a.strides.size() != a.shape.size())
+      throw std::invalid_argument("operand " + std::to_string(k) +
+                                  " has the wrong number of dimensions");
+    for (int d = 0, e = 0; d < ndim; ++d) {
+      if (d == axis && !has_axis[k]) continue;
+      if (a.shape[e] != x.shape[d])
+        throw std::invalid_argument("operand " + std::to_string(k) + " has the wrong shape");
+      ++e;
+    }
+  }
+  plan.n = x.shape[axis];
+  for (int k = 0; k < plan.operands; ++k)
+    plan.axis_stride[k] = has_axis[k] ? element_stride(ops[k]->strides[axis], itemsize) : 0;
+  for (int d = 0; d < ndim; ++d) {
+    if (d == axis) continue;
+    if (x.shape[d] == 0) plan.empty_batch = true;
+    if (x.shape[d] <= 1) continue;
+    BatchDim dim{x.shape[d], {}};
+    for (int k = 0; k < plan.operands; ++k) {
+      const int e = (has_axis[k] || d < axis) ? d : d - 1;
+      dim.stride[k] = element_stride(ops[k]->strides[e], itemsize);
+    }
+    plan.batch.push_back(dim);
+  }
+  return plan;
+}
+
+// The batch dimension with the largest length among those `fits` accepts, or -1.
+template <class Pred>
+int pick_batch_dim(const AxisPlan& plan, Pred fits) {
+  int best = -1;
+  for (int d = 0; d < static_cast<int>(plan.batch.size()); ++d)
+    if (fits(plan.batch[d]) && (best < 0 || plan.batch[d].len > plan.batch[best].len)) best = d;
+  return best;
+}
+
+// Calls f(offsets) for every position of the batch dimensions other than `skip` (-1: none),
+// where offsets[k] is operand k's element offset of that position.
+template <class F>
+void for_each_position(const AxisPlan& plan, int skip, F&& f) {
+  std::vector<const BatchDim*> dims;
+  for (int d = 0; d < static_cast<int>(plan.batch.size()); ++d)
+    if (d != skip) dims.push_back(&plan.batch[d]);
+  std::array<idx, kMaxOperands> offset{};
+  std::vector<idx> counter(dims.size(), 0);
+  for (;;) {
+    f(offset);
+    // Odometer: advance the last dimension, carrying into earlier ones.
+    int d = static_cast<int>(dims.size()) - 1;
+    for (; d >= 0; --d) {
+      ++counter[d];
+      for (int k = 0; k < plan.operands; ++k) offset[k] += dims[d]->stride[k];
+      if (counter[d] < dims[d]->len) break;
+      for (int k = 0; k < plan.operands; ++k) offset[k] -= dims[d]->len * dims[d]->stride[k];
+      counter[d] = 0;
+    }
+    if (d < 0) return;
+  }
+}
+
+}  // namespace logitkit

@@ -1,0 +1,39 @@
+// One SIMD target's kernels. CMake compiles this file once per target (baseline, avx2,
+// avx512, ...) with that target's -m flags and LOGITKIT_TARGET_NS set to a namespace of its
+// own, so no inline function or template instantiation is shared between targets.
+#include <cstdint>
+
+#include "kernel_table.hpp"
+
+#ifndef LOGITKIT_TARGET_NS
+#error "LOGITKIT_TARGET_NS must name this target's namespace"
+#endif
+#ifndef LOGITKIT_TARGET_NAME
+#error "LOGITKIT_TARGET_NAME must be this target's name"
+#endif
+
+namespace logitkit {
+namespace LOGITKIT_TARGET_NS {
+namespace {
+
+#include "exp.inl"
+#include "softmax_kernels.inl"
+
+template <class T>
+constexpr SoftmaxKernels<T> softmax_kernels() {
+  return SoftmaxKernels<T>{
+      &softmax_rows<T>,  &log_softmax_rows<T>, &logsumexp_rows<T>, &softmax_cols<T>,
+      &log_softmax_cols<T>, &logsumexp_cols<T>, &exp_array<T>, &exp_nonpositive_array<T>,
+  };
+}
+
+}  // namespace
+
+const KernelTable* kernel_table() {
+  static const KernelTable table{LOGITKIT_TARGET_NAME, softmax_kernels<float>(),
+                                 softmax_kernels<double>()};
+  return &table;
+}
+
+}  // namespace LOGITKIT_TARGET_NS
+}  // namespace logitkit

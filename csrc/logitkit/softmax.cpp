@@ -1,0 +1,138 @@
+#include "softmax.hpp"
+
+#include <vector>
+
+#include "axis_plan.hpp"
+#include "dispatch.hpp"
+
+namespace logitkit {
+namespace {
+
+// softmax and log_softmax: out has x's shape.
+template <class T>
+void normalize(const StridedArray& x, const StridedArray& out, int axis,
+               void (*rows)(const T*, idx, T*, idx, idx, idx),
+               void (*cols)(const T*, idx, T*, idx, idx, idx)) {
+  const AxisPlan plan = plan_axis({&x, &out}, {true, true}, axis, sizeof(T));
+  if (plan.empty_batch || plan.n == 0) return;
+  const T* xp = static_cast<const T*>(x.data);
+  T* op = static_cast<T*>(out.data);
+  const idx n = plan.n;
+  const idx x_axis = plan.axis_stride[0], out_axis = plan.axis_stride[1];
+
+  if (x_axis == 1 && out_axis == 1) {
+    // Contiguous rows: hand the kernel the longest batch dimension as its rows.
+    const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
+    if (d < 0) return rows(xp, 0, op, 0, 1, n);
+    const BatchDim& b = plan.batch[d];
+    for_each_position(plan, d, [&](const auto& off) {
+      rows(xp + off[0], b.stride[0], op + off[1], b.stride[1], b.len, n);
+    });
+    return;
+  }
+  // Strided axis with a batch dimension contiguous in both: vectorize across it.
+  const int d = pick_batch_dim(
+      plan, [](const BatchDim& b) { return b.stride[0] == 1 && b.stride[1] == 1; });
+  if (d >= 0) {
+    const BatchDim& b = plan.batch[d];
+    for_each_position(plan, d, [&](const auto& off) {
+      cols(xp + off[0], x_axis, op + off[1], out_axis, n, b.len);
+    });
+    return;
+  }
+  // No contiguous direction (e.g. x[:, ::2] along the last axis): copy one row at a time
+  // into a contiguous buffer, which stays in cache, and run the row kernel on it.
+  std::vector<T> buffer(static_cast<size_t>(n));
+  T* buf = buffer.data();
+  for_each_position(plan, -1, [&](const auto& off) {
+    const T* xr = xp + off[0];
+    for (idx i = 0; i < n; ++i) buf[i] = xr[i * x_axis];
+    if (out_axis == 1) return rows(buf, 0, op + off[1], 0, 1, n);
+    rows(buf, 0, buf, 0, 1, n);
+    T* orow = op + off[1];
+    for (idx i = 0; i < n; ++i) orow[i * out_axis] = buf[i];
+  });
+}
+
+template <class T>
+void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) {
+  const SoftmaxKernels<T>& k = kernels_for<T>(active_kernels());
+  const AxisPlan plan = plan_axis({&x, &out}, {true, false}, axis, sizeof(T));
+  if (plan.empty_batch) return;
+  const T* xp = static_cast<const T*>(x.data);
+  T* op = static_cast<T*>(out.data);
+  const idx n = plan.n;
+  const idx x_axis = plan.axis_stride[0];
+
+  if (x_axis == 1 || n <= 1) {
+    const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
+    if (d < 0) return k.logsumexp_rows(xp, 0, op, 0, 1, n);
+    const BatchDim& b = plan.batch[d];
+    for_each_position(plan, d, [&](const auto& off) {
+      k.logsumexp_rows(xp + off[0], b.stride[0], op + off[1], b.stride[1], b.len, n);
+    });
+    return;
+  }
+  const int d = pick_batch_dim(
+      plan, [](const BatchDim& b) { return b.stride[0] == 1 && b.stride[1] == 1; });
+  if (d >= 0) {
+    const BatchDim& b = plan.batch[d];
+    for_each_position(plan, d, [&](const auto& off) {
+      k.logsumexp_cols(xp + off[0], x_axis, op + off[1], n, b.len);
+    });
+    return;
+  }
+  std::vector<T> buffer(static_cast<size_t>(n));
+  T* buf = buffer.data();
+  for_each_position(plan, -1, [&](const auto& off) {
+    const T* xr = xp + off[0];
+    for (idx i = 0; i < n; ++i) buf[i] = xr[i * x_axis];
+    k.logsumexp_rows(buf, 0, op + off[1], 0, 1, n);
+  });
+}
+
+template <class T>
+void softmax_typed(const StridedArray& x, const StridedArray& out, int axis) {
+  const SoftmaxKernels<T>& k = kernels_for<T>(active_kernels());
+  normalize<T>(x, out, axis, k.softmax_rows, k.softmax_cols);
+}
+
+template <class T>
+void log_softmax_typed(const StridedArray& x, const StridedArray& out, int axis) {
+  const SoftmaxKernels<T>& k = kernels_for<T>(active_kernels());
+  normalize<T>(x, out, axis, k.log_softmax_rows, k.log_softmax_cols);
+}
+
+template <class T>
+void exp_typed(const StridedArray& x, const StridedArray& out, bool nonpositive) {
+  if (x.shape.size() != 1 || out.shape != x.shape ||
+      x.strides[0] != static_cast<idx>(sizeof(T)) || out.strides[0] != x.strides[0])
+    throw std::invalid_argument("exp takes contiguous 1-d arrays of the same length");
+  const SoftmaxKernels<T>& k = kernels_for<T>(active_kernels());
+  (nonpositive ? k.exp_nonpositive : k.exp)(static_cast<const T*>(x.data),
+                                            static_cast<T*>(out.data), x.shape[0]);
+}
+
+}  // namespace
+
+void softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis) {
+  dtype == DType::float32 ? softmax_typed<float>(x, out, axis)
+                          : softmax_typed<double>(x, out, axis);
+}
+
+void log_softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis) {
+  dtype == DType::float32 ? log_softmax_typed<float>(x, out, axis)
+                          : log_softmax_typed<double>(x, out, axis);
+}
+
+void logsumexp(DType dtype, const StridedArray& x, const StridedArray& out, int axis) {
+  dtype == DType::float32 ? reduce_logsumexp<float>(x, out, axis)
+                          : reduce_logsumexp<double>(x, out, axis);
+}
+
+void exp(DType dtype, const StridedArray& x, const StridedArray& out, bool nonpositive) {
+  dtype == DType::float32 ? exp_typed<float>(x, out, nonpositive)
+                          : exp_typed<double>(x, out, nonpositive);
+}
+
+}  // namespace logitkit
