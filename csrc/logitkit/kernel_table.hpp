@@ -21,12 +21,15 @@ struct SoftmaxKernels {
                            idx rows, idx n);
   void (*logsumexp_rows)(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows,
                          idx n);
-  // n x cols, reduced axis strided (*_axis_stride elements), columns contiguous.
-  void (*softmax_cols)(const T* x, idx x_axis_stride, T* out, idx out_axis_stride, idx n,
-                       idx cols);
-  void (*log_softmax_cols)(const T* x, idx x_axis_stride, T* out, idx out_axis_stride, idx n,
-                           idx cols);
-  void (*logsumexp_cols)(const T* x, idx x_axis_stride, T* out, idx n, idx cols);
+  // n x cols: the reduced axis is strided (*_axis_stride elements between classes) and the
+  // kernel vectorizes across `cols` positions, *_col_stride elements apart (1: contiguous
+  // columns; the row length: short contiguous rows, vectorized across rows).
+  void (*softmax_cols)(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+                       idx out_axis_stride, idx out_col_stride, idx n, idx cols);
+  void (*log_softmax_cols)(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+                           idx out_axis_stride, idx out_col_stride, idx n, idx cols);
+  void (*logsumexp_cols)(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+                         idx out_col_stride, idx n, idx cols);
   // The vector exps themselves, elementwise over contiguous arrays (for accuracy tests):
   // full range, and the faster one for arguments <= 0 that the kernels use.
   void (*exp)(const T* x, T* out, idx n);

@@ -2,6 +2,7 @@
 // avx512, ...) with that target's -m flags and LOGITKIT_TARGET_NS set to a namespace of its
 // own, so no inline function or template instantiation is shared between targets.
 #include <cstdint>
+#include <new>
 
 #include "kernel_table.hpp"
 
@@ -15,6 +16,12 @@
 namespace logitkit {
 namespace LOGITKIT_TARGET_NS {
 namespace {
+
+
+
+
+
+
 
 #include "exp.inl"
 #include "softmax_kernels.inl"

@@ -1,18 +1,34 @@
 #include "softmax.hpp"
 
-#include <vector>
-
 #include "axis_plan.hpp"
 #include "dispatch.hpp"
 
 namespace logitkit {
 namespace {
 
+// Rows up to this long go to the column kernels, vectorized across rows, instead of the
+// row kernels, whose fixed cost per row (horizontal reductions, a padded tail) dominates
+// short rows.
+constexpr idx kShortRow = 16;
+
+// The batch dimension a column kernel should vectorize across: one contiguous in every
+// operand if there is one, else (short rows, or no contiguous direction at all) the
+// longest. -1 when there is no batch dimension.
+int column_dim(const AxisPlan& plan) {
+  const int contiguous = pick_batch_dim(plan, [&](const BatchDim& b) {
+    for (int k = 0; k < plan.operands; ++k)
+      if (b.stride[k] != 1) return false;
+    return true;
+  });
+  if (contiguous >= 0) return contiguous;
+  return pick_batch_dim(plan, [](const BatchDim&) { return true; });
+}
+
 // softmax and log_softmax: out has x's shape.
 template <class T>
 void normalize(const StridedArray& x, const StridedArray& out, int axis,
                void (*rows)(const T*, idx, T*, idx, idx, idx),
-               void (*cols)(const T*, idx, T*, idx, idx, idx)) {
+               void (*cols)(const T*, idx, idx, T*, idx, idx, idx, idx)) {
   const AxisPlan plan = plan_axis({&x, &out}, {true, true}, axis, sizeof(T));
   if (plan.empty_batch || plan.n == 0) return;
   const T* xp = static_cast<const T*>(x.data);
@@ -20,7 +36,7 @@ void normalize(const StridedArray& x, const StridedArray& out, int axis,
   const idx n = plan.n;
   const idx x_axis = plan.axis_stride[0], out_axis = plan.axis_stride[1];
 
-  if (x_axis == 1 && out_axis == 1) {
+  if (x_axis == 1 && out_axis == 1 && (n > kShortRow || plan.batch.empty())) {
     // Contiguous rows: hand the kernel the longest batch dimension as its rows.
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
     if (d < 0) return rows(xp, 0, op, 0, 1, n);
@@ -30,27 +46,11 @@ void normalize(const StridedArray& x, const StridedArray& out, int axis,
     });
     return;
   }
-  // Strided axis with a batch dimension contiguous in both: vectorize across it.
-  const int d = pick_batch_dim(
-      plan, [](const BatchDim& b) { return b.stride[0] == 1 && b.stride[1] == 1; });
-  if (d >= 0) {
-    const BatchDim& b = plan.batch[d];
-    for_each_position(plan, d, [&](const auto& off) {
-      cols(xp + off[0], x_axis, op + off[1], out_axis, n, b.len);
-    });
-    return;
-  }
-  // No contiguous direction (e.g. x[:, ::2] along the last axis): copy one row at a time
-  // into a contiguous buffer, which stays in cache, and run the row kernel on it.
-  std::vector<T> buffer(static_cast<size_t>(n));
-  T* buf = buffer.data();
-  for_each_position(plan, -1, [&](const auto& off) {
-    const T* xr = xp + off[0];
-    for (idx i = 0; i < n; ++i) buf[i] = xr[i * x_axis];
-    if (out_axis == 1) return rows(buf, 0, op + off[1], 0, 1, n);
-    rows(buf, 0, buf, 0, 1, n);
-    T* orow = op + off[1];
-    for (idx i = 0; i < n; ++i) orow[i * out_axis] = buf[i];
+  const int d = column_dim(plan);
+  if (d < 0) return cols(xp, x_axis, 1, op, out_axis, 1, n, 1);
+  const BatchDim& b = plan.batch[d];
+  for_each_position(plan, d, [&](const auto& off) {
+    cols(xp + off[0], x_axis, b.stride[0], op + off[1], out_axis, b.stride[1], n, b.len);
   });
 }
 
@@ -64,7 +64,7 @@ void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) 
   const idx n = plan.n;
   const idx x_axis = plan.axis_stride[0];
 
-  if (x_axis == 1 || n <= 1) {
+  if ((x_axis == 1 || n <= 1) && (n > kShortRow || plan.batch.empty())) {
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
     if (d < 0) return k.logsumexp_rows(xp, 0, op, 0, 1, n);
     const BatchDim& b = plan.batch[d];
@@ -73,21 +73,11 @@ void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) 
     });
     return;
   }
-  const int d = pick_batch_dim(
-      plan, [](const BatchDim& b) { return b.stride[0] == 1 && b.stride[1] == 1; });
-  if (d >= 0) {
-    const BatchDim& b = plan.batch[d];
-    for_each_position(plan, d, [&](const auto& off) {
-      k.logsumexp_cols(xp + off[0], x_axis, op + off[1], n, b.len);
-    });
-    return;
-  }
-  std::vector<T> buffer(static_cast<size_t>(n));
-  T* buf = buffer.data();
-  for_each_position(plan, -1, [&](const auto& off) {
-    const T* xr = xp + off[0];
-    for (idx i = 0; i < n; ++i) buf[i] = xr[i * x_axis];
-    k.logsumexp_rows(buf, 0, op + off[1], 0, 1, n);
+  const int d = column_dim(plan);
+  if (d < 0) return k.logsumexp_cols(xp, x_axis, 1, op, 1, n, 1);
+  const BatchDim& b = plan.batch[d];
+  for_each_position(plan, d, [&](const auto& off) {
+    k.logsumexp_cols(xp + off[0], x_axis, b.stride[0], op + off[1], b.stride[1], n, b.len);
   });
 }
 
