@@ -146,11 +146,18 @@ struct LkSum {
 
 // Sum of exp(x - shift) over a row, storing the exponentials to `e` unless it is null.
 // x and e may be the same row (in place): each element is read before it is written.
-template <class T>
-inline T lk_exp_sum_store(const T* x, T* e, idx n, T shift) {
+//
+// With kNext, the same loop also takes the maximum of the *next* row (same length) into
+// *next_max. This is the row kernels' software pipeline: the max pass only streams data in
+// from L3/DRAM while the exp pass is bound by arithmetic, so running the next row's max
+// inside this row's exp loop hides most of the max pass.
+template <bool kNext, class T>
+inline T lk_exp_sum_store(const T* x, T* e, idx n, T shift, const T* next, T* next_max) {
   constexpr idx L = lk_lanes<T>();
   LkSum<T> sum;
   T v[L];
+  T macc[L];
+  for (idx j = 0; j < L; ++j) macc[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
 #pragma omp simd
@@ -160,6 +167,10 @@ inline T lk_exp_sum_store(const T* x, T* e, idx n, T shift) {
       for (idx j = 0; j < L; ++j) e[i + j] = v[j];
     }
     sum.add(v);
+    if (kNext) {
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) macc[j] = next[i + j] > macc[j] ? next[i + j] : macc[j];
+    }
   }
   if (i < n) {
     lk_load_padded(v, x + i, n - i);
@@ -168,8 +179,38 @@ inline T lk_exp_sum_store(const T* x, T* e, idx n, T shift) {
     if (e)
       for (idx j = 0; j < n - i; ++j) e[i + j] = v[j];
     sum.add(v);
+    if (kNext) {
+      T block[L];
+      lk_load_padded(block, next + i, n - i);
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) macc[j] = block[j] > macc[j] ? block[j] : macc[j];
+    }
   }
+  if (kNext) *next_max = lk_reduce_max(macc);
   return sum.result();
+}
+
+// Runs a row kernel's per-row work over `rows` rows with the max of each row computed in
+// the previous row's exp pass (see lk_exp_sum_store). row_work(r, m, next, next_max)
+// handles row r, whose max is m; it must compute next's max into *next_max (next is null
+// for the last row).
+template <class T, class RowWork>
+inline void lk_pipelined_rows(const T* x, idx x_row_stride, idx rows, idx n, RowWork row_work) {
+  if (rows <= 0) return;
+  T m = lk_row_max(x, n);
+  for (idx r = 0; r < rows; ++r) {
+    const T* next = r + 1 < rows ? x + (r + 1) * x_row_stride : nullptr;
+    T next_max = 0;
+    row_work(r, m, next, &next_max);
+    m = next_max;
+  }
+}
+
+// exp sum of row xr, with the next row's max when there is a next row.
+template <class T>
+inline T lk_exp_sum_row(const T* xr, T* e, idx n, T shift, const T* next, T* next_max) {
+  return next ? lk_exp_sum_store<true>(xr, e, n, shift, next, next_max)
+              : lk_exp_sum_store<false>(xr, e, n, shift, next, next_max);
 }
 
 template <class T>
@@ -181,29 +222,29 @@ inline bool lk_row_has_nan(const T* x, idx n) {
 
 template <class T>
 void softmax_rows(const T* x, idx x_row_stride, T* out, idx out_row_stride, idx rows, idx n) {
-  for (idx r = 0; r < rows; ++r) {
+  lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const T* next, T* next_max) {
     const T* xr = x + r * x_row_stride;
     T* orow = out + r * out_row_stride;
-    const T shift = lk_shift_for(lk_row_max(xr, n));
-    const T inv = T(1) / lk_exp_sum_store(xr, orow, n, shift);
+    const T inv = T(1) / lk_exp_sum_row(xr, orow, n, lk_shift_for(m), next, next_max);
 #pragma omp simd
     for (idx i = 0; i < n; ++i) orow[i] *= inv;
-  }
+  });
 }
 
 template <class T>
 void log_softmax_rows(const T* x, idx x_row_stride, T* out, idx out_row_stride, idx rows,
                       idx n) {
-  for (idx r = 0; r < rows; ++r) {
+  lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const T* next, T* next_max) {
     const T* xr = x + r * x_row_stride;
     T* orow = out + r * out_row_stride;
-    const T shift = lk_shift_for(lk_row_max(xr, n));
-    const T log_sum = lk_log(lk_exp_sum_store(xr, static_cast<T*>(nullptr), n, shift));
+    const T shift = lk_shift_for(m);
+    const T log_sum =
+        lk_log(lk_exp_sum_row(xr, static_cast<T*>(nullptr), n, shift, next, next_max));
     // (x - shift) - log_sum, not x - (shift + log_sum): with shift = 1e30 the latter would
     // round log_sum away.
 #pragma omp simd
     for (idx i = 0; i < n; ++i) orow[i] = (xr[i] - shift) - log_sum;
-  }
+  });
 }
 
 template <class T>
@@ -214,17 +255,16 @@ inline T lk_logsumexp_finish(T m, T shift, T sum, const T* xr, idx n) {
 
 template <class T>
 void logsumexp_rows(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows, idx n) {
-  for (idx r = 0; r < rows; ++r) {
-    const T* xr = x + r * x_row_stride;
-    if (n == 0) {
-      out[r * out_stride] = lk_neg_inf<T>();
-      continue;
-    }
-    const T m = lk_row_max(xr, n);
-    const T shift = lk_shift_for(m);
-    const T sum = lk_exp_sum_store(xr, static_cast<T*>(nullptr), n, shift);
-    out[r * out_stride] = lk_logsumexp_finish(m, shift, sum, xr, n);
+  if (n == 0) {
+    for (idx r = 0; r < rows; ++r) out[r * out_stride] = lk_neg_inf<T>();
+    return;
   }
+  lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const T* next, T* next_max) {
+    const T* xr = x + r * x_row_stride;
+    const T shift = lk_shift_for(m);
+    const T sum = lk_exp_sum_row(xr, static_cast<T*>(nullptr), n, shift, next, next_max);
+    out[r * out_stride] = lk_logsumexp_finish(m, shift, sum, xr, n);
+  });
 }
 
 // Column kernels: the reduced axis is strided and the kernel vectorizes across `cols`
