@@ -1,0 +1,608 @@
+#!/usr/bin/env python3
+"""Time logitkit against NumPy, SciPy, PyTorch and JAX, next to the memory roof.
+
+Every row is reported twice: in milliseconds, and as a multiple of ``np.copyto``
+of the same array timed in the same run ("x memcpy").  A copy reads the array
+once and writes it once, which is what a one-pass softmax must do too, so a
+softmax near 1.0x runs at memory speed; a reduction such as logsumexp only
+reads, so its floor is lower still.  Absolute times mean little on a shared
+machine: compare ratios.
+
+Method (see the "Performance method" of the design notes): one process, a
+warm-up, outputs preallocated wherever an API takes ``out=``, the median of
+many samples; tiny calls are timed in batches.  For each input array the
+memcpy and all the implementations are measured in interleaved rounds, so
+that a slow patch of the machine hits them all alike.  Every implementation's
+result is first checked against a float64 reference; a row whose result is off
+is marked "!" and explained in a note.
+
+PyTorch and JAX are optional and run on one thread, like the others.
+
+Examples::
+
+    python benchmarks/bench.py                 # everything (about a minute)
+    python benchmarks/bench.py --quick         # smoke run
+    python benchmarks/bench.py --shapes 64x128256 --ops softmax --impls logitkit,numpy
+    python benchmarks/bench.py --markdown      # table for the README
+
+To add a row, write a factory ``factory(x, axis) -> zero-argument callable``
+(allocate its outputs in the factory, not in the callable) and append
+``(operation, implementation, factory)`` to ``IMPLEMENTATIONS``; a new
+operation also needs a float64 reference in ``REFERENCES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import operator
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# JAX reads its thread settings when it is first imported: keep it on one core.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
+
+import numpy as np
+import scipy
+import scipy.special
+
+
+def _optional_import(name: str) -> tuple[Any, str | None]:
+    """Import a module, or return (None, reason) when it is not usable."""
+    try:
+        return __import__(name), None
+    except Exception as exc:  # ImportError, or a broken install
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+logitkit, _LOGITKIT_MISSING = _optional_import("logitkit")
+torch, _TORCH_MISSING = _optional_import("torch")
+jax, _JAX_MISSING = _optional_import("jax")
+
+if torch is not None:
+    torch.set_num_threads(1)
+if jax is not None:
+    import jax.scipy.special
+
+    jax.config.update("jax_enable_x64", True)  # else float64 input becomes float32
+
+MISSING = {
+    name: reason
+    for name, reason in [
+        ("logitkit", _LOGITKIT_MISSING),
+        ("torch", _TORCH_MISSING),
+        ("jax", _JAX_MISSING),
+    ]
+    if reason
+}
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input array: shape, dtype and the axis the operations reduce over."""
+
+    shape: tuple[int, ...]
+    dtype: type = np.float32
+    axis: int = -1
+
+    @property
+    def shape_label(self) -> str:
+        return "x".join(map(str, self.shape))
+
+    @property
+    def kind_label(self) -> str:
+        return f"{np.dtype(self.dtype).name}, axis {self.axis}"
+
+    def make_input(self) -> np.ndarray:
+        """Deterministic logits of a realistic spread (no underflow to subnormals)."""
+        rng = np.random.default_rng(sum(self.shape))
+        x = rng.standard_normal(self.shape, dtype=self.dtype)
+        x *= 3.0
+        return x
+
+
+CASES = [
+    Case((8192, 10)),
+    Case((4096, 1000)),
+    Case((512, 32000)),
+    Case((64, 128256)),  # an LLM vocabulary
+    Case((16, 1048576)),
+    Case((4096, 1000), np.float64),
+    Case((1000, 4096), axis=0),  # a non-last axis: strided reduction
+]
+
+# The per-call overhead of tiny inputs, reported in microseconds per call.
+LATENCY_OP = "softmax"
+LATENCY_CASE = Case((32, 10))
+
+
+# ------------------------------------------------------------------ implementations
+
+Factory = Callable[[np.ndarray, int], Callable[[], Any]]
+
+
+class Skip(Exception):
+    """Raised by a factory that cannot run this case; the message says why."""
+
+
+def _reduced_shape(x: np.ndarray, axis: int, keepdims: bool = False) -> tuple[int, ...]:
+    shape = list(x.shape)
+    if keepdims:
+        shape[axis] = 1
+    else:
+        del shape[axis]
+    return tuple(shape)
+
+
+# memcpy: the memory roof.
+def memcpy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    dst = np.empty_like(x)
+    return functools.partial(np.copyto, dst, x)
+
+
+# logitkit, with preallocated outputs.
+def _logitkit_function(name: str) -> Callable[..., Any]:
+    fn = getattr(logitkit, name, None)
+    if fn is None:
+        raise Skip(f"this logitkit has no {name}")
+    return fn
+
+
+def logitkit_elementwise(name: str) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        fn = _logitkit_function(name)
+        out = np.empty_like(x)
+        return lambda: fn(x, axis, out=out)
+
+    return factory
+
+
+def logitkit_logsumexp(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    fn = _logitkit_function("logsumexp")
+    out = np.empty(_reduced_shape(x, axis), x.dtype)
+    return lambda: fn(x, axis, out=out)
+
+
+# NumPy, written the way a careful NumPy user would: max-shift, in-place ufuncs,
+# every buffer allocated once.
+def numpy_softmax(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    out = np.empty_like(x)
+    m = np.empty(_reduced_shape(x, axis, keepdims=True), x.dtype)
+    s = np.empty_like(m)
+
+    def run() -> np.ndarray:
+        np.max(x, axis=axis, keepdims=True, out=m)
+        np.subtract(x, m, out=out)
+        np.exp(out, out=out)
+        np.sum(out, axis=axis, keepdims=True, out=s)
+        np.divide(out, s, out=out)
+        return out
+
+    return run
+
+
+def numpy_log_softmax(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    out = np.empty_like(x)
+    tmp = np.empty_like(x)
+    m = np.empty(_reduced_shape(x, axis, keepdims=True), x.dtype)
+    s = np.empty_like(m)
+
+    def run() -> np.ndarray:
+        np.max(x, axis=axis, keepdims=True, out=m)
+        np.subtract(x, m, out=out)  # x - m
+        np.exp(out, out=tmp)
+        np.sum(tmp, axis=axis, keepdims=True, out=s)
+        np.log(s, out=s)
+        np.subtract(out, s, out=out)  # x - m - log(sum(exp(x - m)))
+        return out
+
+    return run
+
+
+def numpy_logsumexp(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    tmp = np.empty_like(x)
+    m = np.empty(_reduced_shape(x, axis, keepdims=True), x.dtype)
+    s = np.empty_like(m)
+
+    def run() -> np.ndarray:
+        np.max(x, axis=axis, keepdims=True, out=m)
+        np.subtract(x, m, out=tmp)
+        np.exp(tmp, out=tmp)
+        np.sum(tmp, axis=axis, keepdims=True, out=s)
+        np.log(s, out=s)
+        np.add(s, m, out=s)
+        return s
+
+    return run
+
+
+# SciPy: no out= in its API.
+def scipy_op(name: str) -> Factory:
+    fn = getattr(scipy.special, name)
+    return lambda x, axis: functools.partial(fn, x, axis=axis)
+
+
+# PyTorch on the same memory (from_numpy), with out= preallocated.
+def torch_op(name: str) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        fn = getattr(torch, name)
+        t = torch.from_numpy(x)
+        keep_all = name in ("softmax", "log_softmax")
+        out = torch.empty(x.shape if keep_all else _reduced_shape(x, axis), dtype=t.dtype)
+        return functools.partial(fn, t, axis, out=out)
+
+    return factory
+
+
+# JAX: jit-compiled, on a device array, waiting for the result.
+def jax_op(path: str) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        fn = operator.attrgetter(path)(jax)
+        compiled = jax.jit(functools.partial(fn, axis=axis))
+        xd = jax.device_put(x)
+        return lambda: compiled(xd).block_until_ready()
+
+    return factory
+
+
+# (operation, implementation, factory): the rows of the table, in display order.
+IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
+    ("softmax", "logitkit", logitkit_elementwise("softmax")),
+    ("softmax", "numpy", numpy_softmax),
+    ("softmax", "scipy", scipy_op("softmax")),
+    ("softmax", "torch", torch_op("softmax")),
+    ("softmax", "jax", jax_op("nn.softmax")),
+    ("log_softmax", "logitkit", logitkit_elementwise("log_softmax")),
+    ("log_softmax", "numpy", numpy_log_softmax),
+    ("log_softmax", "scipy", scipy_op("log_softmax")),
+    ("log_softmax", "torch", torch_op("log_softmax")),
+    ("log_softmax", "jax", jax_op("nn.log_softmax")),
+    ("logsumexp", "logitkit", logitkit_logsumexp),
+    ("logsumexp", "numpy", numpy_logsumexp),
+    ("logsumexp", "scipy", scipy_op("logsumexp")),
+    ("logsumexp", "torch", torch_op("logsumexp")),
+    ("logsumexp", "jax", jax_op("scipy.special.logsumexp")),
+]
+
+# Float64 references that every implementation's result is checked against.
+REFERENCES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    "softmax": lambda x, axis: scipy.special.softmax(x.astype(np.float64), axis=axis),
+    "log_softmax": lambda x, axis: scipy.special.log_softmax(x.astype(np.float64), axis=axis),
+    "logsumexp": lambda x, axis: scipy.special.logsumexp(x.astype(np.float64), axis=axis),
+}
+
+# Largest error allowed, relative to max(1, the largest |value| of the reference): a
+# sanity check that catches a wrong axis or formula, not an accuracy test (tests/ does that).
+TOLERANCES = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+# ------------------------------------------------------------------------- timing
+
+BUSY_LOAD = 0.5  # a 1-minute load average above this before the run earns a warning
+
+
+@dataclass(frozen=True)
+class Settings:
+    target_s: float  # wall time spent sampling one implementation on one case
+    rounds: int  # interleaved rounds that time is split into
+    warmup_s: float  # minimum warm-up per implementation (after the first call)
+    min_sample_s: float  # tiny calls are batched until one sample takes this long
+
+
+FULL = Settings(target_s=0.35, rounds=10, warmup_s=0.03, min_sample_s=2e-3)
+QUICK = Settings(target_s=0.05, rounds=3, warmup_s=0.005, min_sample_s=1e-3)
+
+
+class Timer:
+    """Samples one zero-argument callable; ``median`` is seconds per call."""
+
+    def __init__(self, fn: Callable[[], Any], settings: Settings) -> None:
+        self.fn = fn
+        self.samples: list[float] = []
+        per_call = self._warm_up(settings.warmup_s)
+        self.batch = max(1, math.ceil(settings.min_sample_s / per_call))
+        per_round = settings.target_s / settings.rounds
+        self.samples_per_round = max(1, round(per_round / (per_call * self.batch)))
+
+    def _warm_up(self, warmup_s: float) -> float:
+        """Run until warm (JIT, page faults, caches); return the seconds per call."""
+        self.fn()
+        calls, start = 0, time.perf_counter()
+        while True:
+            self.fn()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= warmup_s:
+                return elapsed / calls
+
+    def run_round(self) -> None:
+        fn, batch = self.fn, range(self.batch)
+        for _ in range(self.samples_per_round):
+            start = time.perf_counter()
+            for _ in batch:
+                fn()
+            self.samples.append((time.perf_counter() - start) / self.batch)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+def time_interleaved(fns: dict[Any, Callable[[], Any]], settings: Settings) -> dict[Any, float]:
+    """Median seconds per call of each callable, sampled in interleaved rounds."""
+    timers = {key: Timer(fn, settings) for key, fn in fns.items()}
+    for _ in range(settings.rounds):
+        for timer in timers.values():
+            timer.run_round()
+    return {key: timer.median for key, timer in timers.items()}
+
+
+# ------------------------------------------------------------------------ running
+
+
+@dataclass
+class Row:
+    op: str
+    case: Case
+    impl: str
+    seconds: float
+    memcpy_seconds: float
+    ok: bool = True  # result within TOLERANCES of the float64 reference
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.memcpy_seconds
+
+
+def relative_error(result: Any, reference: np.ndarray, dtype: type) -> float:
+    """Largest error over max(1, largest |reference|); inf for a wrong dtype or a NaN."""
+    got = np.asarray(result)
+    if got.dtype != np.dtype(dtype):
+        return math.inf
+    error = np.max(np.abs(got.reshape(reference.shape) - reference))
+    error /= max(1.0, np.max(np.abs(reference)))
+    return math.inf if math.isnan(error) else float(error)
+
+
+def bench_case(
+    case: Case,
+    rows: list[tuple[str, str, Factory]],
+    settings: Settings,
+    notes: list[str],
+    with_memcpy: bool = True,
+) -> list[Row]:
+    """Check and time every (op, impl) of ``rows`` on one input array."""
+    x = case.make_input()
+    axis = case.axis
+    references = {op: REFERENCES[op](x, axis) for op in dict.fromkeys(op for op, _, _ in rows)}
+
+    fns: dict[tuple[str, str], Callable[[], Any]] = {}
+    ok: dict[tuple[str, str], bool] = {}
+    if with_memcpy:
+        fns["memcpy", "np.copyto"] = memcpy(x, axis)
+        ok["memcpy", "np.copyto"] = True
+    for op, impl, factory in rows:
+        try:
+            fn = factory(x, axis)
+        except Skip as why:
+            note = f"{impl}: skipped ({why})"
+            if note not in notes:
+                notes.append(note)
+            continue
+        error = relative_error(fn(), references[op], case.dtype)
+        ok[op, impl] = error <= TOLERANCES[case.dtype]
+        if not ok[op, impl]:
+            notes.append(
+                f"{op} {impl} {case.shape_label} {case.kind_label}: error {error:.1e} "
+                f"> {TOLERANCES[case.dtype]:.0e} (relative to max(1, largest |value|)), marked !"
+            )
+        fns[op, impl] = fn
+
+    seconds = time_interleaved(fns, settings)
+    roof = seconds.get(("memcpy", "np.copyto"), math.nan)
+    return [Row(op, case, impl, s, roof, ok[op, impl]) for (op, impl), s in seconds.items()]
+
+
+# ------------------------------------------------------------------------ reports
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment_lines() -> list[str]:
+    if logitkit is not None:
+        active = logitkit.capabilities().get("active", "?")
+        lk = f"logitkit {getattr(logitkit, '__version__', '?')} (SIMD target: {active})"
+    else:
+        lk = "logitkit not importable"
+    versions = [f"numpy {np.__version__}", f"scipy {scipy.__version__}"]
+    versions += [f"torch {torch.__version__}"] if torch is not None else []
+    versions += [f"jax {jax.__version__}"] if jax is not None else []
+    return [
+        f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); Python {platform.python_version()}",
+        f"{lk}; " + ", ".join(versions) + "; all single-threaded",
+    ]
+
+
+def load_average() -> float | None:
+    """The 1-minute load average before we start: other work on the machine skews timings."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def format_ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.4f}" if ms < 0.1 else f"{ms:.3f}" if ms < 10 else f"{ms:.1f}"
+
+
+def print_table(header: list[str], body: list[list[str]], markdown: bool, right: set[int]) -> None:
+    if markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|")
+        for cells in body:
+            print("| " + " | ".join(cells) + " |")
+        return
+    widths = [max(len(c) for c in column) for column in zip(header, *body, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        aligned = (
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "  ".join(aligned)
+
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for cells in body:
+        print(line(cells).rstrip())
+
+
+def print_results(rows: list[Row], markdown: bool) -> None:
+    """One table, grouped by operation (memcpy first), then by case."""
+    ops = list(dict.fromkeys(row.op for row in rows))
+    ops.sort(key=lambda op: op != "memcpy")
+    body = []
+    for op in ops:
+        for row in (r for r in rows if r.op == op):
+            mark = "" if row.ok else " !"
+            body.append(
+                [
+                    row.op,
+                    row.case.shape_label,
+                    row.case.kind_label,
+                    row.impl + mark,
+                    format_ms(row.seconds),
+                    f"{row.ratio:.2f}",
+                ]
+            )
+    print_table(
+        ["op", "shape", "dtype/axis", "impl", "ms", "x memcpy"], body, markdown, right={4, 5}
+    )
+
+
+def print_latency(rows: list[Row], markdown: bool) -> None:
+    case = LATENCY_CASE
+    print()
+    print(f"Per-call latency: {LATENCY_OP} of a {case.shape_label} {case.kind_label} array")
+    print()
+    body = [[row.impl + ("" if row.ok else " !"), f"{row.seconds * 1e6:.2f}"] for row in rows]
+    print_table(["impl", "µs per call"], body, markdown, right={1})
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: expected e.g. 4096x1000") from None
+
+
+def comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    all_ops = list(dict.fromkeys(op for op, _, _ in IMPLEMENTATIONS))
+    all_impls = list(dict.fromkeys(impl for _, impl, _ in IMPLEMENTATIONS))
+    shapes = ", ".join(dict.fromkeys(c.shape_label for c in [*CASES, LATENCY_CASE]))
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer and shorter samples (smoke run)"
+    )
+    parser.add_argument(
+        "--shapes",
+        type=lambda s: [parse_shape(t) for t in comma_list(s)],
+        help=f"comma-separated shapes to run (default: all of {shapes})",
+    )
+    parser.add_argument(
+        "--ops", type=comma_list, default=all_ops, help=f"default: {','.join(all_ops)}"
+    )
+    parser.add_argument(
+        "--impls", type=comma_list, default=all_impls, help=f"default: {','.join(all_impls)}"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    # Hook: a later `--plot FILE` (matplotlib) will draw the `rows` that main() collects.
+    args = parser.parse_args(argv)
+    for name, chosen, known in [("--ops", args.ops, all_ops), ("--impls", args.impls, all_impls)]:
+        unknown = sorted(set(chosen) - set(known))
+        if unknown:
+            parser.error(f"{name}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    selected = [
+        (op, impl, factory)
+        for op, impl, factory in IMPLEMENTATIONS
+        if op in args.ops and impl in args.impls and impl not in MISSING
+    ]
+
+    def wanted(case: Case) -> bool:
+        return args.shapes is None or case.shape in args.shapes
+
+    notes = [
+        f"{name}: skipped ({reason})" for name, reason in MISSING.items() if name in args.impls
+    ]
+
+    for line in environment_lines():
+        print(f"- {line}" if args.markdown else line)
+    print()
+    load = load_average()
+    if load is not None and load > BUSY_LOAD:
+        notes.append(f"the machine was busy (load average {load:.1f} at start): timings are noisy")
+
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for case in filter(wanted, CASES):
+        print(f"timing {case.shape_label} {case.kind_label} ...", file=sys.stderr, flush=True)
+        rows += bench_case(case, selected, settings, notes)
+    if rows:
+        print_results(rows, args.markdown)
+        print()
+        print("x memcpy: time / time of np.copyto of the same array in the same run")
+        print(
+            "(a one-pass softmax reads and writes the array once, as a copy does: ~1.0 is the roof;"
+        )
+        print(" logsumexp only reads it). ! = result far from the float64 reference (see notes).")
+
+    latency_rows = [row for row in selected if row[0] == LATENCY_OP]
+    if latency_rows and wanted(LATENCY_CASE):
+        print(f"timing {LATENCY_CASE.shape_label} latency ...", file=sys.stderr, flush=True)
+        latency = bench_case(LATENCY_CASE, latency_rows, settings, notes, with_memcpy=False)
+        print_latency(latency, args.markdown)
+
+    if notes:
+        print()
+        for note in notes:
+            print(f"note: {note}")
+    print(f"\n(total {time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
