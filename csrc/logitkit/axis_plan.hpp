@@ -37,14 +37,16 @@ inline idx element_stride(idx byte_stride, idx itemsize) {
 }
 
 // `has_axis[k]` says whether operand k has the reduced axis (same shape as operand 0) or
-// not (operand 0's shape without the axis).
+// not (operand 0's shape without the axis); `itemsizes[k]` is its element size in bytes.
 inline AxisPlan plan_axis(const std::vector<const StridedArray*>& ops,
-                          const std::vector<bool>& has_axis, int axis, idx itemsize) {
+                          const std::vector<bool>& has_axis, int axis,
+                          const std::vector<idx>& itemsizes) {
   AxisPlan plan;
   plan.operands = static_cast<int>(ops.size());
   const StridedArray& x = *ops[0];
   const int ndim = static_cast<int>(x.shape.size());
   if (axis < 0 || axis >= ndim) throw std::invalid_argument("axis out of range");
+  if (static_cast<int>(ops.size()) > kMaxOperands) throw std::invalid_argument("too many operands");
   for (int k = 0; k < plan.operands; ++k) {
     const StridedArray& a = *ops[k];
     const int expected = has_axis[k] ? ndim : ndim - 1;
@@ -60,7 +62,8 @@ inline AxisPlan plan_axis(const std::vector<const StridedArray*>& ops,
   }
   plan.n = x.shape[axis];
   for (int k = 0; k < plan.operands; ++k)
-    plan.axis_stride[k] = has_axis[k] ? element_stride(ops[k]->strides[axis], itemsize) : 0;
+    plan.axis_stride[k] =
+        has_axis[k] ? element_stride(ops[k]->strides[axis], itemsizes[k]) : 0;
   for (int d = 0; d < ndim; ++d) {
     if (d == axis) continue;
     if (x.shape[d] == 0) plan.empty_batch = true;
@@ -68,7 +71,7 @@ inline AxisPlan plan_axis(const std::vector<const StridedArray*>& ops,
     BatchDim dim{x.shape[d], {}};
     for (int k = 0; k < plan.operands; ++k) {
       const int e = (has_axis[k] || d < axis) ? d : d - 1;
-      dim.stride[k] = element_stride(ops[k]->strides[e], itemsize);
+      dim.stride[k] = element_stride(ops[k]->strides[e], itemsizes[k]);
     }
     plan.batch.push_back(dim);
   }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace logitkit {
 
@@ -36,10 +37,80 @@ struct SoftmaxKernels {
   void (*exp_nonpositive)(const T* x, T* out, idx n);
 };
 
+// Arguments of the fused cross-entropy kernel: `rows` rows of `n` classes, each contiguous.
+// Exactly one of labels / probs is set.
+template <class T>
+struct CrossEntropyRows {
+  const T* logits;
+  idx logits_row_stride;
+  idx rows;
+  idx n;
+  const std::int64_t* labels;  // class index per row (validated), or null
+  idx label_stride;
+  std::int64_t ignore_index;
+  const T* probs;  // probability rows, or null
+  idx probs_row_stride;
+  const T* weight;  // n class weights, or null
+  T weight_sum;     // sum of the class weights (n without weights)
+  T smoothing;      // label smoothing in [0, 1]
+  T* loss;          // per-row loss (always written)
+  idx loss_stride;
+  T* grad;  // gradient rows, or null for the loss only
+  idx grad_row_stride;
+  T grad_scale;  // multiplies every gradient (1/denominator of a mean)
+};
+
+// KL(P || Q) per row from two sets of logits, optionally with d KL / d q_logits.
+template <class T>
+struct KlRows {
+  const T* p_logits;
+  idx p_row_stride;
+  const T* q_logits;
+  idx q_row_stride;
+  idx rows;
+  idx n;
+  T* out;
+  idx out_stride;
+  T* grad;  // or null
+  idx grad_row_stride;
+  T grad_scale;
+};
+
+// Binary cross-entropy from logits over `rows` x `n` contiguous elements.
+template <class T>
+struct BceRows {
+  const T* logits;
+  const T* target;
+  const T* weight;      // full-size weights, or null
+  const T* pos_weight;  // one row of n, or null
+  idx rows;
+  idx n;
+  T* loss;  // per-element loss, or null
+  T* grad;  // or null
+  T grad_scale;
+};
+
+template <class T>
+struct LossKernels {
+  void (*cross_entropy_rows)(const CrossEntropyRows<T>& args);
+  void (*entropy_rows)(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows, idx n);
+  void (*kl_divergence_rows)(const KlRows<T>& args);
+  void (*softmax_backward_rows)(const T* g, idx g_row_stride, const T* p, idx p_row_stride,
+                                T* out, idx out_row_stride, idx rows, idx n);
+  void (*log_softmax_backward_rows)(const T* g, idx g_row_stride, const T* logp,
+                                    idx logp_row_stride, T* out, idx out_row_stride, idx rows,
+                                    idx n);
+  void (*sigmoid)(const T* x, T* out, idx n);
+  void (*log_sigmoid)(const T* x, T* out, idx n);
+  double (*bce_rows)(const BceRows<T>& args);  // returns the sum of the losses
+};
+
 struct KernelTable {
   const char* name;
   SoftmaxKernels<float> f32;
   SoftmaxKernels<double> f64;
+  LossKernels<float> loss_f32;
+  LossKernels<double> loss_f64;
 };
 
 template <class T>
@@ -52,6 +123,18 @@ inline const SoftmaxKernels<float>& kernels_for<float>(const KernelTable& table)
 template <>
 inline const SoftmaxKernels<double>& kernels_for<double>(const KernelTable& table) {
   return table.f64;
+}
+
+template <class T>
+const LossKernels<T>& loss_kernels_for(const KernelTable& table);
+
+template <>
+inline const LossKernels<float>& loss_kernels_for<float>(const KernelTable& table) {
+  return table.loss_f32;
+}
+template <>
+inline const LossKernels<double>& loss_kernels_for<double>(const KernelTable& table) {
+  return table.loss_f64;
 }
 
 }  // namespace logitkit

@@ -25,6 +25,8 @@ namespace {
 
 #include "exp.inl"
 #include "softmax_kernels.inl"
+#include "loss_kernels.inl"
+#include "binary_kernels.inl"
 
 template <class T>
 constexpr SoftmaxKernels<T> softmax_kernels() {
@@ -34,11 +36,21 @@ constexpr SoftmaxKernels<T> softmax_kernels() {
   };
 }
 
+template <class T>
+constexpr LossKernels<T> loss_kernels() {
+  return LossKernels<T>{
+      &cross_entropy_rows<T>,    &entropy_rows<T>,         &kl_divergence_rows<T>,
+      &softmax_backward_rows<T>, &log_softmax_backward_rows<T>, &sigmoid_array<T>,
+      &log_sigmoid_array<T>,     &bce_rows<T>,
+  };
+}
+
 }  // namespace
 
 const KernelTable* kernel_table() {
   static const KernelTable table{LOGITKIT_TARGET_NAME, softmax_kernels<float>(),
-                                 softmax_kernels<double>()};
+                                 softmax_kernels<double>(), loss_kernels<float>(),
+                                 loss_kernels<double>()};
   return &table;
 }
 

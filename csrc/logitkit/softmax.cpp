@@ -29,7 +29,7 @@ template <class T>
 void normalize(const StridedArray& x, const StridedArray& out, int axis,
                void (*rows)(const T*, idx, T*, idx, idx, idx),
                void (*cols)(const T*, idx, idx, T*, idx, idx, idx, idx)) {
-  const AxisPlan plan = plan_axis({&x, &out}, {true, true}, axis, sizeof(T));
+  const AxisPlan plan = plan_axis({&x, &out}, {true, true}, axis, {sizeof(T), sizeof(T)});
   if (plan.empty_batch || plan.n == 0) return;
   const T* xp = static_cast<const T*>(x.data);
   T* op = static_cast<T*>(out.data);
@@ -57,7 +57,7 @@ void normalize(const StridedArray& x, const StridedArray& out, int axis,
 template <class T>
 void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) {
   const SoftmaxKernels<T>& k = kernels_for<T>(active_kernels());
-  const AxisPlan plan = plan_axis({&x, &out}, {true, false}, axis, sizeof(T));
+  const AxisPlan plan = plan_axis({&x, &out}, {true, false}, axis, {sizeof(T), sizeof(T)});
   if (plan.empty_batch) return;
   const T* xp = static_cast<const T*>(x.data);
   T* op = static_cast<T*>(out.data);

@@ -1,16 +1,43 @@
 """logitkit: the last layer of a classifier, fast and careful, for NumPy.
 
-Stable softmax, log-softmax and logsumexp computed by a C++ core with SIMD kernels chosen
-for this CPU at import.
+Stable softmax, log-softmax, logsumexp, cross-entropy (with its gradient fused in the same
+pass), sigmoid and binary cross-entropy, entropy and KL divergence, computed by a C++ core
+with SIMD kernels chosen for this CPU at import.
 """
 
 from __future__ import annotations
 
 from . import _core
-from ._softmax import log_softmax, logsumexp, softmax
+from ._binary import binary_cross_entropy, log_sigmoid, sigmoid
+from ._cross_entropy import cross_entropy, nll_loss
+from ._divergence import entropy, kl_divergence
+from ._softmax import (
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    softmax,
+    softmax_backward,
+    softmax_jacobian,
+)
 from ._version import __version__
 
-__all__ = ["__version__", "capabilities", "log_softmax", "logsumexp", "softmax"]
+__all__ = [
+    "__version__",
+    "binary_cross_entropy",
+    "capabilities",
+    "cross_entropy",
+    "entropy",
+    "kl_divergence",
+    "log_sigmoid",
+    "log_softmax",
+    "log_softmax_backward",
+    "logsumexp",
+    "nll_loss",
+    "sigmoid",
+    "softmax",
+    "softmax_backward",
+    "softmax_jacobian",
+]
 
 
 def capabilities():

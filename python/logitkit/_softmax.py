@@ -7,7 +7,14 @@ import numpy as np
 from . import _core
 from ._arrays import as_float_array, check_out, direct_out, normalize_axis
 
-__all__ = ["softmax", "log_softmax", "logsumexp"]
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "softmax_backward",
+    "log_softmax_backward",
+    "softmax_jacobian",
+]
 
 
 def _normalize(kernel, x, axis, out):
@@ -162,3 +169,109 @@ def logsumexp(x, axis=-1, *, keepdims=False, out=None):
         _core.logsumexp(a, result, ax)
         np.copyto(out, result.reshape(expected), casting="same_kind")
     return out
+
+
+def _backward(kernel, grad_output, y, axis, out, name):
+    g, g_dtype = as_float_array(grad_output, "grad_output")
+    a, a_dtype = as_float_array(y, name)
+    if g.shape != a.shape:
+        raise ValueError(f"grad_output has shape {g.shape} but {name} has shape {a.shape}")
+    compute = np.result_type(g.dtype, a.dtype)
+    result_dtype = np.result_type(g_dtype, a_dtype)
+    g = g if g.dtype == compute else g.astype(compute)
+    a = a if a.dtype == compute else a.astype(compute)
+    ax = normalize_axis(axis, a.ndim)
+    if out is None:
+        result = np.empty_like(a)
+        kernel(g, a, result, ax)
+        return result if result.dtype == result_dtype else result.astype(result_dtype)
+    check_out(out, a.shape, result_dtype)
+    # Each row is read in full before any of it is written, so out may be either input.
+    if direct_out(out, a) and direct_out(out, g):
+        kernel(g, a, out, ax)
+    else:
+        result = np.empty_like(a)
+        kernel(g, a, result, ax)
+        np.copyto(out, result, casting="same_kind")
+    return out
+
+
+def softmax_backward(grad_output, probs, *, axis=-1, out=None):
+    r"""Vector-Jacobian product of softmax: the gradient with respect to its input.
+
+    Given ``probs = softmax(x)`` and the gradient ``g`` of a loss with respect to
+    ``probs``, returns the gradient with respect to ``x``:
+
+    .. math:: \frac{\partial L}{\partial x} = J^T g = p \odot (g - \langle g, p \rangle),
+              \qquad J = \operatorname{diag}(p) - p p^T
+
+    without forming the C x C Jacobian (see :func:`softmax_jacobian`).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient with respect to the softmax output.
+    probs : array_like
+        The softmax output, same shape.
+    axis : int, optional
+        The axis softmax was taken along. Default: the last.
+    out : ndarray, optional
+        Where to write the result; may be either input.
+
+    Returns
+    -------
+    ndarray
+    """
+    return _backward(_core.softmax_backward, grad_output, probs, axis, out, "probs")
+
+
+def log_softmax_backward(grad_output, log_probs, *, axis=-1, out=None):
+    r"""Vector-Jacobian product of log_softmax.
+
+    .. math:: \frac{\partial L}{\partial x} = g - \operatorname{softmax}(x) \sum_j g_j,
+              \qquad \operatorname{softmax}(x) = e^{\text{log\_probs}}
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient with respect to the log_softmax output.
+    log_probs : array_like
+        The log_softmax output, same shape.
+    axis : int, optional
+        The axis log_softmax was taken along. Default: the last.
+    out : ndarray, optional
+        Where to write the result; may be either input.
+
+    Returns
+    -------
+    ndarray
+    """
+    return _backward(_core.log_softmax_backward, grad_output, log_probs, axis, out, "log_probs")
+
+
+def softmax_jacobian(probs, *, axis=-1):
+    r"""The explicit Jacobian of softmax, :math:`J = \operatorname{diag}(a) - a a^T`.
+
+    .. math:: \frac{\partial a_i}{\partial z_j} = a_i (\delta_{ij} - a_j)
+
+    For teaching and checking; use :func:`softmax_backward` to apply it to a vector.
+
+    Parameters
+    ----------
+    probs : array_like
+        Softmax output ``a``.
+    axis : int, optional
+        The class axis. Default: the last.
+
+    Returns
+    -------
+    ndarray
+        Shape ``probs.shape`` without `axis`, followed by ``(C, C)``.
+    """
+    a, result_dtype = as_float_array(probs, "probs")
+    ax = normalize_axis(axis, a.ndim)
+    p = np.moveaxis(a, ax, -1)
+    jac = -p[..., :, None] * p[..., None, :]
+    classes = np.arange(p.shape[-1])
+    jac[..., classes, classes] += p
+    return jac if jac.dtype == result_dtype else jac.astype(result_dtype)

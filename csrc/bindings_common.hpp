@@ -1,0 +1,61 @@
+// Shared by the binding files: turning NumPy arrays into the core's StridedArray.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "logitkit/strided.hpp"
+
+namespace logitkit_bindings {
+
+namespace py = pybind11;
+using logitkit::DType;
+using logitkit::StridedArray;
+
+inline DType dtype_of(const py::array& a, const char* what) {
+  const py::dtype dt = a.dtype();
+  if (dt.is(py::dtype::of<float>())) return DType::float32;
+  if (dt.is(py::dtype::of<double>())) return DType::float64;
+  // Slow path for equal but distinct dtype objects.
+  if (dt.equal(py::dtype::of<float>())) return DType::float32;
+  if (dt.equal(py::dtype::of<double>())) return DType::float64;
+  throw py::type_error(std::string(what) + " must be a native float32 or float64 array, got " +
+                       py::str(dt).cast<std::string>());
+}
+
+inline StridedArray view_of(const py::array& a, const char* what, bool writeable) {
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(what) + " must be aligned");
+  if (writeable && !a.writeable())
+    throw py::value_error(std::string(what) + " must be writeable");
+  StridedArray v;
+  v.data = const_cast<void*>(a.data());
+  v.shape.assign(a.shape(), a.shape() + a.ndim());
+  v.strides.assign(a.strides(), a.strides() + a.ndim());
+  return v;
+}
+
+// An array of `dt` (the computation's dtype), checked and viewed.
+inline StridedArray view_as(const py::array& a, DType dt, const char* what, bool writeable) {
+  if (dtype_of(a, what) != dt)
+    throw py::type_error(std::string(what) + " must have the dtype of the input");
+  return view_of(a, what, writeable);
+}
+
+// Checks both arrays and runs fn(dtype, x, out) without the GIL.
+template <class Fn>
+void run_unary(const py::array& x, const py::array& out, Fn fn) {
+  const DType dt = dtype_of(x, "x");
+  const StridedArray xv = view_of(x, "x", false);
+  const StridedArray ov = view_as(out, dt, "out", true);
+  // Safe without the GIL: the core touches only these buffers, which x and out (held by
+  // the caller's frame) keep alive; it calls no Python API.
+  py::gil_scoped_release release;
+  fn(dt, xv, ov);
+}
+
+void register_losses(py::module_& m);
+
+}  // namespace logitkit_bindings

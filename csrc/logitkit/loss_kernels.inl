@@ -1,0 +1,191 @@
+// Loss kernels: cross-entropy (class indices or probabilities) with its gradient fused in
+// the same pass, entropy and KL divergence of softmax distributions, and the softmax /
+// log-softmax backward products.
+//
+// Included only from kernels_target.cpp inside the per-target namespace, after
+// softmax_kernels.inl, whose row machinery (max, exp sums, padded tails) it reuses.
+//
+// Cross-entropy of one row z (C classes, lse = logsumexp(z), p = softmax(z)):
+//   index target t, smoothing eps, class weights w (W = sum w):
+//     loss = (1-eps) w_t (lse - z_t) + eps/C sum_c w_c (lse - z_c)
+//     grad = p * ((1-eps) w_t + eps/C W) - (1-eps) w_t [c == t] - eps/C w_c
+//   probability target y (y' = (1-eps) y + eps/C):
+//     loss = sum_c w_c y'_c (lse - z_c)              (0 * log 0 counts as 0)
+//     grad = p * sum_c w_c y'_c - w y'
+// lse - z_c is computed as (shift - z_c) + log s, never log(softmax), so a logit of 1e4 or a
+// -inf on another class keeps the loss finite. The gradient is scaled by grad_scale (the
+// 1/denominator of a mean) and written once; with no gradient requested nothing but the
+// per-row loss is written.
+
+template <class T>
+inline T lk_times_nonzero(T a, T b) {
+  // a * b with 0 * inf = 0: a zero target weight never picks up an infinite log term.
+  return a == T(0) ? T(0) : a * b;
+}
+
+template <class T>
+void cross_entropy_rows(const CrossEntropyRows<T>& a) {
+  const idx n = a.n;
+  const T eps = a.smoothing;
+  const T eps_per_class = eps / static_cast<T>(n);
+  const T keep = T(1) - eps;
+  lk_pipelined_rows(a.logits, a.logits_row_stride, a.rows, n,
+                    [&](idx r, T m, const T* next, T* next_max) {
+    const T* z = a.logits + r * a.logits_row_stride;
+    T* g = a.grad ? a.grad + r * a.grad_row_stride : nullptr;
+    const T shift = lk_shift_for(m);
+    // Everything that reads z after the exp pass is taken first: the gradient may be
+    // written over the logits (grad_out=logits).
+
+    if (a.labels) {
+      const std::int64_t t = a.labels[r * a.label_stride];
+      if (t == a.ignore_index) {
+        // Still take the next row's max (the pipeline needs it); nothing else to do.
+        if (next) *next_max = lk_row_max(next, n);
+        a.loss[r * a.loss_stride] = 0;
+        if (g)
+          for (idx c = 0; c < n; ++c) g[c] = 0;
+        return;
+      }
+      const T gap_t = shift - z[t];  // lse - z_t = (shift - z_t) + log s
+      // eps/C sum_c w_c (shift - z_c); -inf logits make it +inf, as they should.
+      double smooth_gap = 0;
+      if (eps != T(0)) {
+        if (a.weight) {
+          for (idx c = 0; c < n; ++c) smooth_gap += double(a.weight[c]) * double(shift - z[c]);
+        } else {
+          for (idx c = 0; c < n; ++c) smooth_gap += double(shift - z[c]);
+        }
+      }
+      const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
+      const T log_s = lk_log(s);
+      const T w_t = a.weight ? a.weight[t] : T(1);
+      T loss = keep * w_t * (gap_t + log_s);
+      if (eps != T(0))
+        loss += eps_per_class * (static_cast<T>(smooth_gap) + a.weight_sum * log_s);
+      a.loss[r * a.loss_stride] = loss;
+      if (g) {
+        const T scale = a.grad_scale * (keep * w_t + eps_per_class * a.weight_sum) / s;
+        const T smooth = a.grad_scale * eps_per_class;
+        if (a.weight && eps != T(0)) {
+          const T* w = a.weight;
+#pragma omp simd
+          for (idx c = 0; c < n; ++c) g[c] = g[c] * scale - smooth * w[c];
+        } else {
+#pragma omp simd
+          for (idx c = 0; c < n; ++c) g[c] = g[c] * scale - smooth;
+        }
+        g[t] -= a.grad_scale * keep * w_t;
+      }
+      return;
+    }
+
+    // Probability targets: B = sum w y', D = sum w y' (shift - z), with 0 * inf = 0.
+    const T* y = a.probs + r * a.probs_row_stride;
+    const T* w = a.weight;
+    double b_sum = 0, d_sum = 0;
+    for (idx c = 0; c < n; ++c) {
+      const T wy = (w ? w[c] : T(1)) * (keep * y[c] + eps_per_class);
+      b_sum += double(wy);
+      d_sum += double(lk_times_nonzero(wy, shift - z[c]));
+    }
+    const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
+    const T log_s = lk_log(s);
+    a.loss[r * a.loss_stride] = static_cast<T>(d_sum + b_sum * double(log_s));
+    if (g) {
+      const T scale = a.grad_scale * static_cast<T>(b_sum) / s;
+      if (w) {
+#pragma omp simd
+        for (idx c = 0; c < n; ++c)
+          g[c] = g[c] * scale - a.grad_scale * w[c] * (keep * y[c] + eps_per_class);
+      } else {
+#pragma omp simd
+        for (idx c = 0; c < n; ++c)
+          g[c] = g[c] * scale - a.grad_scale * (keep * y[c] + eps_per_class);
+      }
+    }
+  });
+}
+
+// Entropy of softmax(z) per row, in nats: H = log s - sum e (z - shift) / s, with
+// e = exp(z - shift); entries with e = 0 (-inf logits) contribute 0.
+template <class T>
+void entropy_rows(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows, idx n) {
+  lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const T* next, T* next_max) {
+    const T* z = x + r * x_row_stride;
+    const T shift = lk_shift_for(m);
+    const T s = lk_exp_sum_row(z, static_cast<T*>(nullptr), n, shift, next, next_max);
+    double acc = 0;
+    for (idx c = 0; c < n; ++c) {
+      const T e = lk_exp_nonpositive(z[c] - shift);
+      acc += double(lk_times_nonzero(e, z[c] - shift));
+    }
+    out[r * out_stride] = static_cast<T>(double(lk_log(s)) - acc / double(s));
+  });
+}
+
+// KL(P || Q) per row from logits p and q: sum_c p_c ((zp_c - zq_c) - (lse_p - lse_q)).
+// With a gradient row, also d KL / d zq = softmax(zq) - softmax(zp), times grad_scale.
+template <class T>
+void kl_divergence_rows(const KlRows<T>& a) {
+  const idx n = a.n;
+  for (idx r = 0; r < a.rows; ++r) {
+    const T* zp = a.p_logits + r * a.p_row_stride;
+    const T* zq = a.q_logits + r * a.q_row_stride;
+    const T shift_p = lk_shift_for(lk_row_max(zp, n));
+    const T shift_q = lk_shift_for(lk_row_max(zq, n));
+    const T sp = lk_exp_sum_row(zp, static_cast<T*>(nullptr), n, shift_p,
+                                static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
+    const T sq = lk_exp_sum_row(zq, static_cast<T*>(nullptr), n, shift_q,
+                                static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
+    // log p_c - log q_c = (zp_c - shift_p) - (zq_c - shift_q) - (log sp - log sq)
+    const T log_ratio = lk_log(sp) - lk_log(sq);
+    double acc = 0;
+    for (idx c = 0; c < n; ++c) {
+      const T ep = lk_exp_nonpositive(zp[c] - shift_p);
+      acc += double(lk_times_nonzero(ep, ((zp[c] - shift_p) - (zq[c] - shift_q)) - log_ratio));
+    }
+    a.out[r * a.out_stride] = static_cast<T>(acc / double(sp));
+    if (a.grad) {
+      T* g = a.grad + r * a.grad_row_stride;
+      const T inv_p = a.grad_scale / sp, inv_q = a.grad_scale / sq;
+#pragma omp simd
+      for (idx c = 0; c < n; ++c)
+        g[c] = lk_exp_nonpositive(zq[c] - shift_q) * inv_q -
+               lk_exp_nonpositive(zp[c] - shift_p) * inv_p;
+    }
+  }
+}
+
+// Backward products for rows of C classes (all rows contiguous).
+//   softmax:     dx = p * (g - sum(g * p))
+//   log_softmax: dx = g - exp(logp) * sum(g)
+template <class T>
+void softmax_backward_rows(const T* g, idx g_rs, const T* p, idx p_rs, T* out, idx out_rs,
+                           idx rows, idx n) {
+  for (idx r = 0; r < rows; ++r) {
+    const T* gr = g + r * g_rs;
+    const T* pr = p + r * p_rs;
+    T* o = out + r * out_rs;
+    T dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (idx c = 0; c < n; ++c) dot += gr[c] * pr[c];
+#pragma omp simd
+    for (idx c = 0; c < n; ++c) o[c] = pr[c] * (gr[c] - dot);
+  }
+}
+
+template <class T>
+void log_softmax_backward_rows(const T* g, idx g_rs, const T* logp, idx logp_rs, T* out,
+                               idx out_rs, idx rows, idx n) {
+  for (idx r = 0; r < rows; ++r) {
+    const T* gr = g + r * g_rs;
+    const T* lr = logp + r * logp_rs;
+    T* o = out + r * out_rs;
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (idx c = 0; c < n; ++c) sum += gr[c];
+#pragma omp simd
+    for (idx c = 0; c < n; ++c) o[c] = gr[c] - lk_exp_nonpositive(lr[c]) * sum;
+  }
+}

@@ -1,0 +1,324 @@
+#include "losses.hpp"
+
+#include <stdexcept>
+#include <vector>
+
+#include "dispatch.hpp"
+#include "row_driver.hpp"
+
+namespace logitkit {
+namespace {
+
+constexpr idx kLabelSize = sizeof(std::int64_t);
+
+// A C-contiguous array of per-row losses, for reductions that do not return them.
+template <class T>
+struct LossBuffer {
+  std::vector<T> values;
+  StridedArray view;
+  LossBuffer(const StridedArray& logits, int axis) {
+    idx count = 1;
+    for (size_t d = 0; d < logits.shape.size(); ++d) {
+      if (static_cast<int>(d) == axis) continue;
+      view.shape.push_back(logits.shape[d]);
+      count *= logits.shape[d];
+    }
+    values.resize(static_cast<size_t>(count));
+    view.data = values.data();
+    view.strides.assign(view.shape.size(), 0);
+    idx stride = sizeof(T);
+    for (int d = static_cast<int>(view.shape.size()) - 1; d >= 0; --d) {
+      view.strides[d] = stride;
+      stride *= view.shape[d] > 0 ? view.shape[d] : 1;
+    }
+  }
+};
+
+template <class T>
+double sum_rows(const StridedArray& logits, const StridedArray& loss, int axis) {
+  double total = 0;
+  for_each_row_value({{&logits, true, sizeof(T), false}, {&loss, false, sizeof(T), false}},
+                     axis, [&](const auto& off) {
+                       total += double(static_cast<const T*>(loss.data)[off[1]]);
+                     });
+  return total;
+}
+
+// Checks the labels and computes the denominator of "mean" (sum of the weights of the
+// non-ignored labels). Stops at the first bad label.
+template <class T>
+LossResult check_labels(const StridedArray& logits, const CrossEntropyArgs& args) {
+  LossResult result;
+  const idx n = logits.shape[args.axis];
+  const T* weight = static_cast<const T*>(args.weight);
+  const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
+  idx position = 0;
+  bool bad = false;
+  for_each_row_value({{&logits, true, sizeof(T), false}, {args.labels, false, kLabelSize, false}},
+                     args.axis, [&](const auto& off) {
+                       if (bad) return;
+                       const std::int64_t t = labels[off[1]];
+                       if (t != args.ignore_index) {
+                         if (t < 0 || t >= n) {
+                           bad = true;
+                           result.bad_label = position;
+                           result.bad_value = t;
+                           return;
+                         }
+                         result.denominator += weight ? double(weight[t]) : 1.0;
+                       }
+                       ++position;
+                     });
+  return result;
+}
+
+idx batch_size(const StridedArray& logits, int axis) {
+  idx count = 1;
+  for (size_t d = 0; d < logits.shape.size(); ++d)
+    if (static_cast<int>(d) != axis) count *= logits.shape[d];
+  return count;
+}
+
+template <class T>
+LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArgs& args) {
+  const int axis = args.axis;
+  if ((args.labels == nullptr) == (args.probs == nullptr))
+    throw std::invalid_argument("cross_entropy takes either labels or probabilities");
+  LossResult result;
+  if (args.labels) {
+    result = check_labels<T>(logits, args);
+    if (result.bad_label >= 0) return result;
+  } else {
+    result.denominator = double(batch_size(logits, axis));
+  }
+  const idx n = logits.shape[axis];
+  const T* weight = static_cast<const T*>(args.weight);
+  double weight_sum = 0;
+  for (idx c = 0; c < n; ++c) weight_sum += weight ? double(weight[c]) : 1.0;
+
+  LossBuffer<T> buffer(logits, axis);
+  const StridedArray& loss = args.loss ? *args.loss : buffer.view;
+  double grad_scale = 1.0;
+  if (args.reduction == Reduction::mean)
+    grad_scale = result.denominator > 0 ? 1.0 / result.denominator : 0.0;
+
+  if (n == 0) {
+    // No classes: every loss is 0 (an empty sum) and there is no gradient to write.
+    for_each_row_value({{&logits, true, sizeof(T), false}, {&loss, false, sizeof(T), true}},
+                       axis, [&](const auto& off) { static_cast<T*>(loss.data)[off[1]] = 0; });
+    return result;
+  }
+
+  std::vector<RowOperand> ops = {{&logits, true, sizeof(T), false},
+                                 {&loss, false, sizeof(T), true}};
+  const int k_grad = args.grad ? static_cast<int>(ops.size()) : -1;
+  if (args.grad) ops.push_back({args.grad, true, sizeof(T), true});
+  const int k_target = static_cast<int>(ops.size());
+  if (args.labels)
+    ops.push_back({args.labels, false, kLabelSize, false});
+  else
+    ops.push_back({args.probs, true, sizeof(T), false});
+
+  const LossKernels<T>& kernels = loss_kernels_for<T>(active_kernels());
+  run_rows<T>(ops, axis, [&](const RowBatch& b) {
+    CrossEntropyRows<T> a{};
+    a.logits = b.at<const T>(0);
+    a.logits_row_stride = b.row_stride[0];
+    a.rows = b.rows;
+    a.n = b.n;
+    a.loss = b.at<T>(1);
+    a.loss_stride = b.row_stride[1];
+    if (k_grad >= 0) {
+      a.grad = b.at<T>(k_grad);
+      a.grad_row_stride = b.row_stride[k_grad];
+    }
+    if (args.labels) {
+      a.labels = b.at<const std::int64_t>(k_target);
+      a.label_stride = b.row_stride[k_target];
+    } else {
+      a.probs = b.at<const T>(k_target);
+      a.probs_row_stride = b.row_stride[k_target];
+    }
+    a.ignore_index = args.ignore_index;
+    a.weight = weight;
+    a.weight_sum = static_cast<T>(weight_sum);
+    a.smoothing = static_cast<T>(args.smoothing);
+    a.grad_scale = static_cast<T>(grad_scale);
+    kernels.cross_entropy_rows(a);
+  });
+  result.loss_sum = sum_rows<T>(logits, loss, axis);
+  return result;
+}
+
+template <class T>
+LossResult nll_loss_typed(const StridedArray& log_probs, const CrossEntropyArgs& args) {
+  if (!args.labels) throw std::invalid_argument("nll_loss takes labels");
+  LossResult result = check_labels<T>(log_probs, args);
+  if (result.bad_label >= 0) return result;
+  const T* weight = static_cast<const T*>(args.weight);
+  LossBuffer<T> buffer(log_probs, args.axis);
+  const StridedArray& loss = args.loss ? *args.loss : buffer.view;
+  const idx axis_stride = log_probs.strides[args.axis] / static_cast<idx>(sizeof(T));
+  const T* lp = static_cast<const T*>(log_probs.data);
+  const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
+  T* out = static_cast<T*>(loss.data);
+  // A gather, one value per row: no vector kernel needed.
+  for_each_row_value({{&log_probs, true, sizeof(T), false},
+                      {args.labels, false, kLabelSize, false},
+                      {&loss, false, sizeof(T), true}},
+                     args.axis, [&](const auto& off) {
+                       const std::int64_t t = labels[off[1]];
+                       T value = 0;
+                       if (t != args.ignore_index) {
+                         const T w = weight ? weight[t] : T(1);
+                         value = -(w * lp[off[0] + t * axis_stride]);
+                       }
+                       out[off[2]] = value;
+                     });
+  result.loss_sum = sum_rows<T>(log_probs, loss, args.axis);
+  return result;
+}
+
+template <class T>
+void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis) {
+  const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
+  if (logits.shape[axis] == 0) {
+    for_each_row_value({{&logits, true, sizeof(T), false}, {&out, false, sizeof(T), true}}, axis,
+                       [&](const auto& off) { static_cast<T*>(out.data)[off[1]] = 0; });
+    return;
+  }
+  run_rows<T>({{&logits, true, sizeof(T), false}, {&out, false, sizeof(T), true}}, axis,
+              [&](const RowBatch& b) {
+                k.entropy_rows(b.at<const T>(0), b.row_stride[0], b.at<T>(1), b.row_stride[1],
+                               b.rows, b.n);
+              });
+}
+
+template <class T>
+void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& out,
+              const StridedArray* grad, double grad_scale, int axis) {
+  const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
+  if (p.shape[axis] == 0) {
+    for_each_row_value({{&p, true, sizeof(T), false}, {&out, false, sizeof(T), true}}, axis,
+                       [&](const auto& off) { static_cast<T*>(out.data)[off[1]] = 0; });
+    return;
+  }
+  std::vector<RowOperand> ops = {{&p, true, sizeof(T), false},
+                                 {&q, true, sizeof(T), false},
+                                 {&out, false, sizeof(T), true}};
+  if (grad) ops.push_back({grad, true, sizeof(T), true});
+  run_rows<T>(ops, axis, [&](const RowBatch& b) {
+    KlRows<T> a{};
+    a.p_logits = b.at<const T>(0);
+    a.p_row_stride = b.row_stride[0];
+    a.q_logits = b.at<const T>(1);
+    a.q_row_stride = b.row_stride[1];
+    a.out = b.at<T>(2);
+    a.out_stride = b.row_stride[2];
+    a.rows = b.rows;
+    a.n = b.n;
+    if (grad) {
+      a.grad = b.at<T>(3);
+      a.grad_row_stride = b.row_stride[3];
+    }
+    a.grad_scale = static_cast<T>(grad_scale);
+    k.kl_divergence_rows(a);
+  });
+}
+
+template <class T, bool kLog>
+void backward_typed(const StridedArray& g, const StridedArray& y, const StridedArray& out,
+                    int axis) {
+  const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
+  if (g.shape[axis] == 0) return;
+  auto fn = kLog ? k.log_softmax_backward_rows : k.softmax_backward_rows;
+  run_rows<T>({{&g, true, sizeof(T), false}, {&y, true, sizeof(T), false},
+               {&out, true, sizeof(T), true}},
+              axis, [&](const RowBatch& b) {
+                fn(b.at<const T>(0), b.row_stride[0], b.at<const T>(1), b.row_stride[1],
+                   b.at<T>(2), b.row_stride[2], b.rows, b.n);
+              });
+}
+
+}  // namespace
+
+LossResult cross_entropy(DType dtype, const StridedArray& logits, const CrossEntropyArgs& args) {
+  return dtype == DType::float32 ? cross_entropy_typed<float>(logits, args)
+                                 : cross_entropy_typed<double>(logits, args);
+}
+
+LossResult nll_loss(DType dtype, const StridedArray& log_probs, const CrossEntropyArgs& args) {
+  return dtype == DType::float32 ? nll_loss_typed<float>(log_probs, args)
+                                 : nll_loss_typed<double>(log_probs, args);
+}
+
+void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis) {
+  dtype == DType::float32 ? entropy_typed<float>(logits, out, axis)
+                          : entropy_typed<double>(logits, out, axis);
+}
+
+void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
+                   const StridedArray& out, const StridedArray* grad, double grad_scale,
+                   int axis) {
+  dtype == DType::float32 ? kl_typed<float>(p_logits, q_logits, out, grad, grad_scale, axis)
+                          : kl_typed<double>(p_logits, q_logits, out, grad, grad_scale, axis);
+}
+
+void softmax_backward(DType dtype, const StridedArray& grad_output, const StridedArray& probs,
+                      const StridedArray& out, int axis) {
+  dtype == DType::float32 ? backward_typed<float, false>(grad_output, probs, out, axis)
+                          : backward_typed<double, false>(grad_output, probs, out, axis);
+}
+
+void log_softmax_backward(DType dtype, const StridedArray& grad_output,
+                          const StridedArray& log_probs, const StridedArray& out, int axis) {
+  dtype == DType::float32 ? backward_typed<float, true>(grad_output, log_probs, out, axis)
+                          : backward_typed<double, true>(grad_output, log_probs, out, axis);
+}
+
+void sigmoid(DType dtype, const void* x, void* out, idx size) {
+  const KernelTable& t = active_kernels();
+  if (dtype == DType::float32)
+    t.loss_f32.sigmoid(static_cast<const float*>(x), static_cast<float*>(out), size);
+  else
+    t.loss_f64.sigmoid(static_cast<const double*>(x), static_cast<double*>(out), size);
+}
+
+void log_sigmoid(DType dtype, const void* x, void* out, idx size) {
+  const KernelTable& t = active_kernels();
+  if (dtype == DType::float32)
+    t.loss_f32.log_sigmoid(static_cast<const float*>(x), static_cast<float*>(out), size);
+  else
+    t.loss_f64.log_sigmoid(static_cast<const double*>(x), static_cast<double*>(out), size);
+}
+
+namespace {
+template <class T>
+double bce_typed(const void* logits, const void* target, const void* weight,
+                 const void* pos_weight, idx rows, idx n, void* loss, void* grad,
+                 double grad_scale) {
+  BceRows<T> a{};
+  a.logits = static_cast<const T*>(logits);
+  a.target = static_cast<const T*>(target);
+  a.weight = static_cast<const T*>(weight);
+  a.pos_weight = static_cast<const T*>(pos_weight);
+  a.rows = rows;
+  a.n = n;
+  a.loss = static_cast<T*>(loss);
+  a.grad = static_cast<T*>(grad);
+  a.grad_scale = static_cast<T>(grad_scale);
+  return loss_kernels_for<T>(active_kernels()).bce_rows(a);
+}
+}  // namespace
+
+double binary_cross_entropy(DType dtype, const void* logits, const void* target,
+                            const void* weight, const void* pos_weight, idx rows, idx n,
+                            void* loss, void* grad, double grad_scale) {
+  return dtype == DType::float32
+             ? bce_typed<float>(logits, target, weight, pos_weight, rows, n, loss, grad,
+                                grad_scale)
+             : bce_typed<double>(logits, target, weight, pos_weight, rows, n, loss, grad,
+                                 grad_scale);
+}
+
+}  // namespace logitkit

@@ -1,0 +1,65 @@
+// Losses and gradients along one axis of strided n-d arrays: cross-entropy (class indices
+// or probabilities), NLL, entropy, KL divergence, the softmax / log-softmax backward
+// products, and the elementwise sigmoid family with binary cross-entropy.
+//
+// As for softmax.hpp: the Python layer hands over aligned, native arrays of the right
+// shapes (checked again here) and these functions never touch Python.
+#pragma once
+
+#include <cstdint>
+
+#include "strided.hpp"
+
+namespace logitkit {
+
+enum class Reduction { none, sum, mean };
+
+struct CrossEntropyArgs {
+  int axis;
+  const StridedArray* labels;  // int64, logits' shape without axis; or null
+  const StridedArray* probs;   // logits' dtype and shape; or null
+  const void* weight;          // C contiguous class weights of logits' dtype; or null
+  std::int64_t ignore_index;
+  double smoothing;
+  Reduction reduction;
+  const StridedArray* loss;  // per-row losses (logits' shape without axis); or null
+  const StridedArray* grad;  // logits' shape; or null
+};
+
+// Outcome of a loss over integer labels. A bad label stops the call before any output is
+// written: bad_label >= 0 is its flat (C-order) position among the rows.
+struct LossResult {
+  idx bad_label = -1;
+  std::int64_t bad_value = 0;
+  double loss_sum = 0;     // sum of the per-row losses
+  double denominator = 0;  // what "mean" divides by (0 when every label is ignored)
+};
+
+LossResult cross_entropy(DType dtype, const StridedArray& logits, const CrossEntropyArgs& args);
+
+// nll_loss: -weight[t] * log_probs[t] per row (labels required; probs and smoothing unused).
+LossResult nll_loss(DType dtype, const StridedArray& log_probs, const CrossEntropyArgs& args);
+
+void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis);
+
+// KL(P || Q) per row into out; with grad (q_logits' shape), d KL / d q_logits * grad_scale.
+void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
+                   const StridedArray& out, const StridedArray* grad, double grad_scale,
+                   int axis);
+
+void softmax_backward(DType dtype, const StridedArray& grad_output, const StridedArray& probs,
+                      const StridedArray& out, int axis);
+void log_softmax_backward(DType dtype, const StridedArray& grad_output,
+                          const StridedArray& log_probs, const StridedArray& out, int axis);
+
+// Elementwise over contiguous arrays of `size` elements.
+void sigmoid(DType dtype, const void* x, void* out, idx size);
+void log_sigmoid(DType dtype, const void* x, void* out, idx size);
+
+// Binary cross-entropy over contiguous rows x n (weight full-size, pos_weight one row of n,
+// either may be null); loss (per element) and grad may be null. Returns the loss sum.
+double binary_cross_entropy(DType dtype, const void* logits, const void* target,
+                            const void* weight, const void* pos_weight, idx rows, idx n,
+                            void* loss, void* grad, double grad_scale);
+
+}  // namespace logitkit

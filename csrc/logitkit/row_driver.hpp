@@ -1,0 +1,124 @@
+// Running a row kernel over every row of strided n-d operands.
+//
+// A row kernel wants each operand that has the reduced axis ("row operands", element type
+// T) contiguous along it, and takes several rows at once with a stride between them.
+// Operands without the axis (per-row values such as labels or losses, any element type)
+// just have a stride between rows. run_rows() finds the longest batch dimension to hand
+// the kernel as its rows; when some row operand is not contiguous along the axis, it
+// gathers that operand's rows one at a time into a buffer (and scatters written ones
+// back), so any layout works without copying the whole array up front.
+#pragma once
+
+#include <array>
+#include <vector>
+
+#include "axis_plan.hpp"
+
+namespace logitkit {
+
+struct RowOperand {
+  const StridedArray* array;
+  bool has_axis;  // a row operand (element type T) or a per-row value
+  idx itemsize;
+  bool written;
+};
+
+// What a kernel call sees: for each operand its first row (or value) and the element
+// stride between consecutive rows; `rows` rows of `n` elements.
+struct RowBatch {
+  std::array<char*, kMaxOperands> data;
+  std::array<idx, kMaxOperands> row_stride;
+  idx rows;
+  idx n;
+  template <class U>
+  U* at(int k) const {
+    return reinterpret_cast<U*>(data[k]);
+  }
+};
+
+template <class T, class Kernel>
+void run_rows(const std::vector<RowOperand>& operands, int axis, Kernel kernel) {
+  std::vector<const StridedArray*> arrays;
+  std::vector<bool> has_axis;
+  std::vector<idx> itemsizes;
+  for (const RowOperand& op : operands) {
+    arrays.push_back(op.array);
+    has_axis.push_back(op.has_axis);
+    itemsizes.push_back(op.itemsize);
+  }
+  const AxisPlan plan = plan_axis(arrays, has_axis, axis, itemsizes);
+  if (plan.empty_batch) return;
+  const int count = plan.operands;
+  const idx n = plan.n;
+
+  bool contiguous = true;
+  for (int k = 0; k < count; ++k)
+    if (has_axis[k] && plan.axis_stride[k] != 1 && n > 1) contiguous = false;
+
+  auto base = [&](int k, idx offset) {
+    return static_cast<char*>(arrays[k]->data) + offset * itemsizes[k];
+  };
+
+  if (contiguous) {
+    const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
+    for_each_position(plan, d, [&](const auto& off) {
+      RowBatch b;
+      for (int k = 0; k < count; ++k) {
+        b.data[k] = base(k, off[k]);
+        b.row_stride[k] = d < 0 ? 0 : plan.batch[d].stride[k];
+      }
+      b.rows = d < 0 ? 1 : plan.batch[d].len;
+      b.n = n;
+      kernel(b);
+    });
+    return;
+  }
+
+  // Gather mode: one row at a time through contiguous buffers.
+  std::vector<std::vector<T>> buffers(count);
+  for (int k = 0; k < count; ++k)
+    if (has_axis[k] && plan.axis_stride[k] != 1) buffers[k].resize(static_cast<size_t>(n));
+  for_each_position(plan, -1, [&](const auto& off) {
+    RowBatch b;
+    for (int k = 0; k < count; ++k) {
+      b.row_stride[k] = 0;
+      if (buffers[k].empty()) {
+        b.data[k] = base(k, off[k]);
+        continue;
+      }
+      T* buf = buffers[k].data();
+      const T* src = reinterpret_cast<const T*>(base(k, off[k]));
+      if (!operands[k].written)
+        for (idx i = 0; i < n; ++i) buf[i] = src[i * plan.axis_stride[k]];
+      b.data[k] = reinterpret_cast<char*>(buf);
+    }
+    b.rows = 1;
+    b.n = n;
+    kernel(b);
+    for (int k = 0; k < count; ++k) {
+      if (buffers[k].empty() || !operands[k].written) continue;
+      T* dst = reinterpret_cast<T*>(base(k, off[k]));
+      const T* buf = buffers[k].data();
+      for (idx i = 0; i < n; ++i) dst[i * plan.axis_stride[k]] = buf[i];
+    }
+  });
+}
+
+// Calls f(offsets) for every batch position in C order, where offsets[k] is operand k's
+// element offset (for validating per-row values such as labels before any work).
+template <class F>
+void for_each_row_value(const std::vector<RowOperand>& operands, int axis, F&& f) {
+  std::vector<const StridedArray*> arrays;
+  std::vector<bool> has_axis;
+  std::vector<idx> itemsizes;
+  for (const RowOperand& op : operands) {
+    arrays.push_back(op.array);
+    has_axis.push_back(op.has_axis);
+    itemsizes.push_back(op.itemsize);
+  }
+  const AxisPlan plan = plan_axis(arrays, has_axis, axis, itemsizes);
+  if (plan.empty_batch) return;
+  for_each_position(plan, -1, f);
+}
+
+}  // namespace logitkit

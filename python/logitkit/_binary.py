@@ -1,0 +1,197 @@
+"""sigmoid, log_sigmoid and binary_cross_entropy: the two-class (and multi-label) family."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_float_array, check_out
+from ._cross_entropy import reduction_code
+
+__all__ = ["sigmoid", "log_sigmoid", "binary_cross_entropy"]
+
+
+def _elementwise(kernel, x, out):
+    a, result_dtype = as_float_array(x)
+    src = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    if out is not None:
+        check_out(out, a.shape, result_dtype)
+        if out.dtype == src.dtype and out.flags.c_contiguous and out.flags.aligned and (
+            out is a or not np.may_share_memory(out, src) or out.ctypes.data == src.ctypes.data
+        ):
+            kernel(src, out)
+            return out
+        result = np.empty_like(src)
+        kernel(src, result)
+        np.copyto(out, result, casting="same_kind")
+        return out
+    result = np.empty_like(src)
+    kernel(src, result)
+    if result_dtype != result.dtype:
+        result = result.astype(result_dtype)
+    return result[()] if result.ndim == 0 else result
+
+
+def sigmoid(x, *, out=None):
+    r"""The logistic sigmoid, elementwise, without overflow for any input.
+
+    .. math:: \sigma(x) = \frac{1}{1 + e^{-x}}
+
+    It maps the real line to (0, 1) with :math:`\sigma(0) = 1/2`,
+    :math:`\sigma(-x) = 1 - \sigma(x)` and :math:`\sigma'(x) = \sigma(x)(1 - \sigma(x))`;
+    it is the two-class softmax: :math:`\mathrm{softmax}([z_1, z_2])_1 = \sigma(z_1 - z_2)`.
+    Computed from :math:`e^{-|x|}`, which never overflows: ``sigmoid(-1000)`` is 0 and
+    ``sigmoid(1000)`` is 1, without warnings.
+
+    Parameters
+    ----------
+    x : array_like
+        Input (float32 stays float32; integers become float64; float16 is computed in
+        float32). Non-contiguous input is copied to a contiguous one first.
+    out : ndarray, optional
+        Where to write the result (same shape, result dtype); may be `x`.
+
+    Returns
+    -------
+    ndarray or scalar
+        The result (a NumPy scalar for scalar input without `out`).
+
+    Examples
+    --------
+    >>> import logitkit
+    >>> float(logitkit.sigmoid(0.0))
+    0.5
+    """
+    return _elementwise(_core.sigmoid, x, out)
+
+
+def log_sigmoid(x, *, out=None):
+    r"""``log(sigmoid(x))``, elementwise, accurate for any input.
+
+    .. math:: \log \sigma(x) = \min(x, 0) - \log\bigl(1 + e^{-|x|}\bigr)
+
+    so ``log_sigmoid(-1000)`` is exactly -1000 and ``log_sigmoid(40)`` is about -4.2e-18
+    rather than 0.
+
+    Parameters
+    ----------
+    x : array_like
+        Input (dtype rules as for :func:`sigmoid`).
+    out : ndarray, optional
+        Where to write the result; may be `x`.
+
+    Returns
+    -------
+    ndarray or scalar
+        The result.
+    """
+    return _elementwise(_core.log_sigmoid, x, out)
+
+
+def _as_operand(value, name, shape, dtype):
+    a = np.asarray(value)
+    if a.dtype.kind == "c":
+        raise TypeError(f"{name} is complex ({a.dtype}); logitkit supports only real input")
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real array, got dtype {a.dtype}")
+    try:
+        full = np.broadcast_to(a, shape)
+    except ValueError:
+        raise ValueError(f"{name} of shape {a.shape} does not broadcast to {shape}") from None
+    return np.ascontiguousarray(full, dtype=dtype)
+
+
+def binary_cross_entropy(
+    logits,
+    target,
+    *,
+    weight=None,
+    pos_weight=None,
+    reduction="mean",
+    return_grad=False,
+    grad_out=None,
+):
+    r"""Binary cross-entropy of sigmoid(logits), elementwise (multi-label classification).
+
+    .. math:: \ell = -w \bigl[p\, y \log \sigma(z) + (1 - y) \log (1 - \sigma(z))\bigr],
+              \qquad \frac{\partial \ell}{\partial z} = w \bigl[(p y + 1 - y)\,\sigma(z) - p y\bigr]
+
+    which is :math:`\sigma(z) - y` without weights: the same "prediction minus target" as
+    softmax with cross-entropy. Both logs are computed as :func:`log_sigmoid` of
+    :math:`\pm z`, so logits of :math:`\pm\infty` with targets 0 and 1 give a loss of 0
+    (or inf where the logit is confidently wrong), never NaN.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalized scores (float32 stays float32).
+    target : array_like
+        Targets in [0, 1], the logits' shape (bool and integer targets are converted).
+    weight : array_like, optional
+        Weights broadcastable to the logits' shape.
+    pos_weight : array_like, optional
+        Weight of the positive term, broadcastable along the last axis (one per class),
+        as in PyTorch's ``BCEWithLogitsLoss``.
+    reduction : {'mean', 'sum', 'none'}, optional
+        ``'mean'`` averages over all elements.
+    return_grad : bool, optional
+        Also return d(loss)/d(logits).
+    grad_out : ndarray, optional
+        Where to write the gradient (logits' shape, result dtype).
+
+    Returns
+    -------
+    loss : scalar or ndarray
+    grad : ndarray
+        Only with ``return_grad=True``.
+    """
+    z, result_dtype = as_float_array(logits, "logits")
+    code = reduction_code(reduction)
+    zc = np.ascontiguousarray(z)
+    t = np.asarray(target)
+    if t.shape != z.shape:
+        raise ValueError(f"target has shape {t.shape}, expected the logits' shape {z.shape}")
+    y = _as_operand(t, "target", z.shape, z.dtype)
+    w = None if weight is None else _as_operand(weight, "weight", z.shape, z.dtype)
+    pw = None
+    if pos_weight is not None:
+        n = z.shape[-1] if z.ndim else 1
+        p = np.asarray(pos_weight)
+        if p.ndim > 1 and any(d != 1 for d in p.shape[:-1]):
+            raise ValueError(
+                f"pos_weight of shape {p.shape} must vary only along the last axis "
+                f"(one weight per class, shape ({n},))"
+            )
+        pw = _as_operand(p.reshape(p.shape[-1:]) if p.ndim else p, "pos_weight", (n,), z.dtype)
+    loss_array = np.empty_like(zc) if code == 0 else None
+    grad = None
+    if return_grad:
+        if grad_out is not None:
+            check_out(grad_out, z.shape, result_dtype, "grad_out")
+        writable_in_place = (
+            grad_out is not None
+            and grad_out.dtype == zc.dtype
+            and grad_out.flags.c_contiguous
+            and grad_out.flags.aligned
+            and (not np.may_share_memory(grad_out, zc) or grad_out.ctypes.data == zc.ctypes.data)
+            and not np.may_share_memory(grad_out, y)
+        )
+        # Elementwise: each logit is read before its gradient is written, so the gradient
+        # may go straight into grad_out, even when that is the logits themselves.
+        grad = grad_out if writable_in_place else np.empty_like(zc)
+    size = zc.size
+    scale = 1.0 / size if code == 2 and size else 1.0
+    total = _core.binary_cross_entropy(zc, y, w, pw, loss_array, grad, scale)
+    if code == 0:
+        loss = loss_array if loss_array.dtype == result_dtype else loss_array.astype(result_dtype)
+    elif code == 1:
+        loss = result_dtype.type(total)
+    else:
+        loss = result_dtype.type(total / size if size else np.nan)
+    if not return_grad:
+        return loss
+    if grad_out is not None:
+        if grad is not grad_out:
+            np.copyto(grad_out, grad, casting="same_kind")
+        return loss, grad_out
+    return loss, grad if grad.dtype == result_dtype else grad.astype(result_dtype)

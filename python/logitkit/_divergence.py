@@ -1,0 +1,121 @@
+"""entropy and kl_divergence of softmax distributions given by logits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _core
+from ._arrays import as_float_array, normalize_axis
+from ._cross_entropy import reduction_code
+
+__all__ = ["entropy", "kl_divergence"]
+
+
+def _log_base(base):
+    if base is None:
+        return 1.0
+    b = float(base)
+    if not b > 0 or b == 1 or math.isinf(b):
+        raise ValueError(f"base must be positive, finite and not 1, got {base!r}")
+    return math.log(b)
+
+
+def entropy(logits, *, axis=-1, base=None):
+    r"""Entropy of the distribution softmax(logits), along an axis.
+
+    .. math:: H(p) = -\sum_i p_i \log p_i = \operatorname{logsumexp}(z) - \sum_i p_i z_i
+
+    in nats, or in units of `base` (``base=2``: bits; a fair coin has 1 bit).
+
+    Parameters
+    ----------
+    logits : array_like
+        Logits (dtype rules as for :func:`softmax`).
+    axis : int, optional
+        The class axis. Default: the last.
+    base : float, optional
+        Logarithm base of the result.
+
+    Returns
+    -------
+    ndarray or scalar
+        The logits' shape without `axis`. Classes with ``-inf`` logits (probability 0)
+        contribute 0.
+
+    Examples
+    --------
+    >>> import logitkit
+    >>> float(logitkit.entropy([0.0, 0.0], base=2))
+    1.0
+    """
+    z, result_dtype = as_float_array(logits, "logits")
+    ax = normalize_axis(axis, z.ndim)
+    scale = _log_base(base)
+    out = np.empty(z.shape[:ax] + z.shape[ax + 1 :], dtype=z.dtype)
+    _core.entropy(z, out, ax)
+    if scale != 1.0:
+        out /= out.dtype.type(scale)
+    if out.dtype != result_dtype:
+        out = out.astype(result_dtype)
+    return out[()] if out.ndim == 0 else out
+
+
+def kl_divergence(p_logits, q_logits, *, axis=-1, base=None, reduction="none", return_grad=False):
+    r"""Kullback-Leibler divergence KL(P || Q) between softmax(p_logits) and softmax(q_logits).
+
+    .. math:: D_{KL}(P \| Q) = \sum_i p_i (\log p_i - \log q_i)
+              = H(P, Q) - H(P)
+
+    (cross-entropy minus entropy), the distillation loss. Its gradient with respect to
+    `q_logits` is :math:`\mathrm{softmax}(q) - \mathrm{softmax}(p)` per row.
+
+    Parameters
+    ----------
+    p_logits, q_logits : array_like
+        Logits of P (the target) and Q (the model), of the same shape.
+    axis : int, optional
+        The class axis. Default: the last.
+    base : float, optional
+        Logarithm base of the result (default: nats).
+    reduction : {'none', 'sum', 'mean'}, optional
+        Per row, summed, or averaged over rows.
+    return_grad : bool, optional
+        Also return d(result)/d(q_logits).
+
+    Returns
+    -------
+    kl : ndarray or scalar
+    grad : ndarray
+        Only with ``return_grad=True``.
+    """
+    p, p_dtype = as_float_array(p_logits, "p_logits")
+    q, q_dtype = as_float_array(q_logits, "q_logits")
+    if p.shape != q.shape:
+        raise ValueError(f"p_logits has shape {p.shape} but q_logits has shape {q.shape}")
+    compute = np.result_type(p.dtype, q.dtype)
+    result_dtype = np.result_type(p_dtype, q_dtype)
+    p = p if p.dtype == compute else p.astype(compute)
+    q = q if q.dtype == compute else q.astype(compute)
+    ax = normalize_axis(axis, p.ndim)
+    code = reduction_code(reduction)
+    scale = _log_base(base)
+    batch_shape = p.shape[:ax] + p.shape[ax + 1 :]
+    rows = math.prod(batch_shape)
+    out = np.empty(batch_shape, dtype=compute)
+    grad = np.empty_like(q) if return_grad else None
+    grad_scale = (1.0 / rows if code == 2 and rows else 1.0) / scale
+    _core.kl_divergence(p, q, out, grad, grad_scale, ax)
+    if scale != 1.0:
+        out /= out.dtype.type(scale)
+    if code == 0:
+        kl = out.astype(result_dtype) if out.dtype != result_dtype else out
+        kl = kl[()] if kl.ndim == 0 else kl
+    elif code == 1:
+        kl = result_dtype.type(out.sum(dtype=np.float64))
+    else:
+        kl = result_dtype.type(out.sum(dtype=np.float64) / rows if rows else np.nan)
+    if not return_grad:
+        return kl
+    return kl, grad if grad.dtype == result_dtype else grad.astype(result_dtype)
