@@ -60,6 +60,29 @@ struct CrossEntropyRows {
   T grad_scale;  // multiplies every gradient (1/denominator of a mean)
 };
 
+// Cross-entropy with class indices, vectorized across `cols` samples: logits of sample j,
+// class c at logits[c * axis_stride + j * col_stride] (likewise grad).
+template <class T>
+struct CrossEntropyCols {
+  const T* logits;
+  idx axis_stride;
+  idx col_stride;
+  idx n;
+  idx cols;
+  const std::int64_t* labels;
+  idx label_stride;
+  std::int64_t ignore_index;
+  const T* weight;
+  T weight_sum;
+  T smoothing;
+  T* loss;
+  idx loss_stride;
+  T* grad;  // or null
+  idx grad_axis_stride;
+  idx grad_col_stride;
+  T grad_scale;
+};
+
 // KL(P || Q) per row from two sets of logits, optionally with d KL / d q_logits.
 template <class T>
 struct KlRows {
@@ -93,6 +116,7 @@ struct BceRows {
 template <class T>
 struct LossKernels {
   void (*cross_entropy_rows)(const CrossEntropyRows<T>& args);
+  void (*cross_entropy_cols)(const CrossEntropyCols<T>& args);
   void (*entropy_rows)(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows, idx n);
   void (*kl_divergence_rows)(const KlRows<T>& args);
   void (*softmax_backward_rows)(const T* g, idx g_row_stride, const T* p, idx p_row_stride,

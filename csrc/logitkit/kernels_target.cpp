@@ -39,7 +39,7 @@ constexpr SoftmaxKernels<T> softmax_kernels() {
 template <class T>
 constexpr LossKernels<T> loss_kernels() {
   return LossKernels<T>{
-      &cross_entropy_rows<T>,    &entropy_rows<T>,         &kl_divergence_rows<T>,
+      &cross_entropy_rows<T>,    &cross_entropy_cols<T>,   &entropy_rows<T>, &kl_divergence_rows<T>,
       &softmax_backward_rows<T>, &log_softmax_backward_rows<T>, &sigmoid_array<T>,
       &log_sigmoid_array<T>,     &bce_rows<T>,
   };

@@ -107,6 +107,109 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
   });
 }
 
+// Cross-entropy with class indices, vectorized across samples ("columns") instead of
+// classes: for short rows (a handful of classes, where a row kernel's fixed cost per row
+// dominates) and for a class axis that is not the last one (N x C x H x W). A block of
+// samples is gathered into a contiguous scratch block (classes x samples), so the logits
+// are never read after the gradient is written (grad_out may be the logits).
+template <class T>
+void cross_entropy_cols(const CrossEntropyCols<T>& a) {
+  const idx n = a.n;
+  const T eps = a.smoothing;
+  const T eps_per_class = eps / static_cast<T>(n);
+  const T keep = T(1) - eps;
+  T shift[lk_max_column_block];
+  T gap_t[lk_max_column_block];      // shift - z_t
+  T smooth_gap[lk_max_column_block]; // sum_c w_c (shift - z_c)
+  T w_t[lk_max_column_block];
+  T scale[lk_max_column_block];
+  T smooth[lk_max_column_block];
+  T row[lk_max_column_block];
+  std::int64_t target[lk_max_column_block];
+  bool ignored[lk_max_column_block];
+  LkColumnSums<T> sums(0);
+  const idx block = lk_column_block<T>(n);
+  LkScratch<T> scratch(n * block);
+  T* packed = scratch.data;
+  for (idx j0 = 0; j0 < a.cols; j0 += block) {
+    const idx w = a.cols - j0 < block ? a.cols - j0 : block;
+    // Pass 1: copy the block into the scratch block and take each sample's max.
+    const T* zb = a.logits + j0 * a.col_stride;
+    for (idx j = 0; j < w; ++j) shift[j] = lk_neg_inf<T>();
+    for (idx c = 0; c < n; ++c) {
+      const T* zr = zb + c * a.axis_stride;
+      T* pr = packed + c * w;
+      if (a.col_stride == 1) {
+#pragma omp simd
+        for (idx j = 0; j < w; ++j) pr[j] = zr[j];
+      } else {
+        for (idx j = 0; j < w; ++j) pr[j] = zr[j * a.col_stride];
+      }
+#pragma omp simd
+      for (idx j = 0; j < w; ++j) shift[j] = pr[j] > shift[j] ? pr[j] : shift[j];
+    }
+    for (idx j = 0; j < w; ++j) {
+      shift[j] = lk_shift_for(shift[j]);
+      const std::int64_t t = a.labels[(j0 + j) * a.label_stride];
+      ignored[j] = t == a.ignore_index;
+      target[j] = ignored[j] ? 0 : t;
+      w_t[j] = ignored[j] ? T(0) : (a.weight ? a.weight[t] : T(1));
+      gap_t[j] = shift[j] - packed[target[j] * w + j];
+      smooth_gap[j] = 0;
+    }
+    if (eps != T(0)) {
+      for (idx c = 0; c < n; ++c) {
+        const T* pr = packed + c * w;
+        const T wc = a.weight ? a.weight[c] : T(1);
+#pragma omp simd
+        for (idx j = 0; j < w; ++j) smooth_gap[j] += wc * (shift[j] - pr[j]);
+      }
+    }
+    // Pass 2: exponentials (kept in the scratch block) and their sums.
+    sums = LkColumnSums<T>(w);
+    T* part = sums.part;
+    for (idx c = 0; c < n; ++c) {
+      T* pr = packed + c * w;
+#pragma omp simd
+      for (idx j = 0; j < w; ++j) {
+        const T v = lk_exp_nonpositive(pr[j] - shift[j]);
+        pr[j] = v;
+        part[j] += v;
+      }
+      sums.row_done(c);
+    }
+    sums.flush();
+    for (idx j = 0; j < w; ++j) {
+      const T s = static_cast<T>(sums.total[j]);
+      const T log_s = lk_log(s);
+      T loss = keep * w_t[j] * (gap_t[j] + log_s);
+      if (eps != T(0)) loss += eps_per_class * (smooth_gap[j] + a.weight_sum * log_s);
+      a.loss[(j0 + j) * a.loss_stride] = ignored[j] ? T(0) : loss;
+      scale[j] = a.grad_scale * (keep * w_t[j] + eps_per_class * a.weight_sum) / s;
+      smooth[j] = ignored[j] ? T(0) : a.grad_scale * eps_per_class;
+    }
+    if (!a.grad) continue;
+    // Pass 3: the gradient, scattered back to the caller's layout.
+    T* gb = a.grad + j0 * a.grad_col_stride;
+    for (idx c = 0; c < n; ++c) {
+      const T* pr = packed + c * w;
+      const T wc = a.weight ? a.weight[c] : T(1);
+      T* gr = gb + c * a.grad_axis_stride;
+      T* dst = a.grad_col_stride == 1 ? gr : row;
+#pragma omp simd
+      for (idx j = 0; j < w; ++j) {
+        const T v = pr[j] * scale[j] - smooth[j] * wc;
+        dst[j] = ignored[j] ? T(0) : v;
+      }
+      if (a.grad_col_stride != 1)
+        for (idx j = 0; j < w; ++j) gr[j * a.grad_col_stride] = row[j];
+    }
+    for (idx j = 0; j < w; ++j)
+      if (!ignored[j])
+        gb[target[j] * a.grad_axis_stride + j * a.grad_col_stride] -= a.grad_scale * keep * w_t[j];
+  }
+}
+
 // Entropy of softmax(z) per row, in nats: H = log s - sum e (z - shift) / s, with
 // e = exp(z - shift); entries with e = 0 (-inf logits) contribute 0.
 template <class T>
@@ -167,9 +270,11 @@ void softmax_backward_rows(const T* g, idx g_rs, const T* p, idx p_rs, T* out, i
     const T* gr = g + r * g_rs;
     const T* pr = p + r * p_rs;
     T* o = out + r * out_rs;
-    T dot = 0;
-#pragma omp simd reduction(+ : dot)
-    for (idx c = 0; c < n; ++c) dot += gr[c] * pr[c];
+    // Accumulated in double: a float sum over 32000 classes is off by ~1e-6 relative.
+    double dot_sum = 0;
+#pragma omp simd reduction(+ : dot_sum)
+    for (idx c = 0; c < n; ++c) dot_sum += double(gr[c]) * double(pr[c]);
+    const T dot = static_cast<T>(dot_sum);
 #pragma omp simd
     for (idx c = 0; c < n; ++c) o[c] = pr[c] * (gr[c] - dot);
   }
@@ -182,9 +287,10 @@ void log_softmax_backward_rows(const T* g, idx g_rs, const T* logp, idx logp_rs,
     const T* gr = g + r * g_rs;
     const T* lr = logp + r * logp_rs;
     T* o = out + r * out_rs;
-    T sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (idx c = 0; c < n; ++c) sum += gr[c];
+    double total = 0;  // in double, as above
+#pragma omp simd reduction(+ : total)
+    for (idx c = 0; c < n; ++c) total += double(gr[c]);
+    const T sum = static_cast<T>(total);
 #pragma omp simd
     for (idx c = 0; c < n; ++c) o[c] = gr[c] - lk_exp_nonpositive(lr[c]) * sum;
   }

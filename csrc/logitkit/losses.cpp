@@ -79,36 +79,68 @@ idx batch_size(const StridedArray& logits, int axis) {
   return count;
 }
 
+// Short rows, or a class axis that is not contiguous: the column kernel, vectorized across
+// samples. Returns false when the rows kernel should run instead.
 template <class T>
-LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArgs& args) {
+bool cross_entropy_by_columns(const StridedArray& logits, const CrossEntropyArgs& args,
+                              const StridedArray& loss, const T* weight, double weight_sum,
+                              double grad_scale) {
+  std::vector<const StridedArray*> arrays = {&logits, args.labels, &loss};
+  std::vector<bool> has_axis = {true, false, false};
+  std::vector<idx> sizes = {sizeof(T), kLabelSize, sizeof(T)};
+  if (args.grad) {
+    arrays.push_back(args.grad);
+    has_axis.push_back(true);
+    sizes.push_back(sizeof(T));
+  }
+  const AxisPlan plan = plan_axis(arrays, has_axis, args.axis, sizes);
+  if (plan.batch.empty()) return false;
+  const bool grad_contiguous = !args.grad || plan.axis_stride[3] == 1;
+  const bool contiguous_rows = plan.axis_stride[0] == 1 && grad_contiguous;
+  if (contiguous_rows && plan.n > kShortRow) return false;
+  // The samples to vectorize across: a dimension contiguous in the logits (and gradient)
+  // if there is one, else the longest.
+  int d = pick_batch_dim(plan, [&](const BatchDim& b) {
+    return b.stride[0] == 1 && (!args.grad || b.stride[3] == 1);
+  });
+  if (d < 0) d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
+  const BatchDim& b = plan.batch[d];
+  const LossKernels<T>& kernels = loss_kernels_for<T>(active_kernels());
+  const T* z = static_cast<const T*>(logits.data);
+  const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
+  T* lo = static_cast<T*>(loss.data);
+  T* g = args.grad ? static_cast<T*>(args.grad->data) : nullptr;
+  for_each_position(plan, d, [&](const auto& off) {
+    CrossEntropyCols<T> a{};
+    a.logits = z + off[0];
+    a.axis_stride = plan.axis_stride[0];
+    a.col_stride = b.stride[0];
+    a.n = plan.n;
+    a.cols = b.len;
+    a.labels = labels + off[1];
+    a.label_stride = b.stride[1];
+    a.ignore_index = args.ignore_index;
+    a.weight = weight;
+    a.weight_sum = static_cast<T>(weight_sum);
+    a.smoothing = static_cast<T>(args.smoothing);
+    a.loss = lo + off[2];
+    a.loss_stride = b.stride[2];
+    if (g) {
+      a.grad = g + off[3];
+      a.grad_axis_stride = plan.axis_stride[3];
+      a.grad_col_stride = b.stride[3];
+    }
+    a.grad_scale = static_cast<T>(grad_scale);
+    kernels.cross_entropy_cols(a);
+  });
+  return true;
+}
+
+template <class T>
+void cross_entropy_by_rows(const StridedArray& logits, const CrossEntropyArgs& args,
+                           const StridedArray& loss, const T* weight, double weight_sum,
+                           double grad_scale) {
   const int axis = args.axis;
-  if ((args.labels == nullptr) == (args.probs == nullptr))
-    throw std::invalid_argument("cross_entropy takes either labels or probabilities");
-  LossResult result;
-  if (args.labels) {
-    result = check_labels<T>(logits, args);
-    if (result.bad_label >= 0) return result;
-  } else {
-    result.denominator = double(batch_size(logits, axis));
-  }
-  const idx n = logits.shape[axis];
-  const T* weight = static_cast<const T*>(args.weight);
-  double weight_sum = 0;
-  for (idx c = 0; c < n; ++c) weight_sum += weight ? double(weight[c]) : 1.0;
-
-  LossBuffer<T> buffer(logits, axis);
-  const StridedArray& loss = args.loss ? *args.loss : buffer.view;
-  double grad_scale = 1.0;
-  if (args.reduction == Reduction::mean)
-    grad_scale = result.denominator > 0 ? 1.0 / result.denominator : 0.0;
-
-  if (n == 0) {
-    // No classes: every loss is 0 (an empty sum) and there is no gradient to write.
-    for_each_row_value({{&logits, true, sizeof(T), false}, {&loss, false, sizeof(T), true}},
-                       axis, [&](const auto& off) { static_cast<T*>(loss.data)[off[1]] = 0; });
-    return result;
-  }
-
   std::vector<RowOperand> ops = {{&logits, true, sizeof(T), false},
                                  {&loss, false, sizeof(T), true}};
   const int k_grad = args.grad ? static_cast<int>(ops.size()) : -1;
@@ -146,6 +178,42 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
     a.grad_scale = static_cast<T>(grad_scale);
     kernels.cross_entropy_rows(a);
   });
+}
+
+template <class T>
+LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArgs& args) {
+  const int axis = args.axis;
+  if ((args.labels == nullptr) == (args.probs == nullptr))
+    throw std::invalid_argument("cross_entropy takes either labels or probabilities");
+  LossResult result;
+  if (args.labels) {
+    result = check_labels<T>(logits, args);
+    if (result.bad_label >= 0) return result;
+  } else {
+    result.denominator = double(batch_size(logits, axis));
+  }
+  const idx n = logits.shape[axis];
+  const T* weight = static_cast<const T*>(args.weight);
+  double weight_sum = 0;
+  for (idx c = 0; c < n; ++c) weight_sum += weight ? double(weight[c]) : 1.0;
+
+  LossBuffer<T> buffer(logits, axis);
+  const StridedArray& loss = args.loss ? *args.loss : buffer.view;
+  double grad_scale = 1.0;
+  if (args.reduction == Reduction::mean)
+    grad_scale = result.denominator > 0 ? 1.0 / result.denominator : 0.0;
+
+  if (n == 0) {
+    // No classes: every loss is 0 (an empty sum) and there is no gradient to write.
+    for_each_row_value({{&logits, true, sizeof(T), false}, {&loss, false, sizeof(T), true}},
+                       axis, [&](const auto& off) { static_cast<T*>(loss.data)[off[1]] = 0; });
+    return result;
+  }
+
+  const bool by_columns =
+      args.labels &&
+      cross_entropy_by_columns<T>(logits, args, loss, weight, weight_sum, grad_scale);
+  if (!by_columns) cross_entropy_by_rows<T>(logits, args, loss, weight, weight_sum, grad_scale);
   result.loss_sum = sum_rows<T>(logits, loss, axis);
   return result;
 }

@@ -6,11 +6,6 @@
 namespace logitkit {
 namespace {
 
-// Rows up to this long go to the column kernels, vectorized across rows, instead of the
-// row kernels, whose fixed cost per row (horizontal reductions, a padded tail) dominates
-// short rows.
-constexpr idx kShortRow = 16;
-
 // The batch dimension a column kernel should vectorize across: one contiguous in every
 // operand if there is one, else (short rows, or no contiguous direction at all) the
 // longest. -1 when there is no batch dimension.
