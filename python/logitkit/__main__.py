@@ -28,6 +28,16 @@ def _numpy_logsumexp(x):
     return (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]
 
 
+def _numpy_cross_entropy_grad(x, labels, grad):
+    """Mean cross-entropy and its gradient (p - onehot) / N, the NumPy way."""
+    _numpy_softmax(x, grad)
+    rows = np.arange(x.shape[0])
+    loss = -np.log(grad[rows, labels]).mean()
+    grad[rows, labels] -= 1
+    grad /= x.shape[0]
+    return loss, grad
+
+
 def _check():
     """Compare against float64 NumPy; return the worst error seen."""
     rng = np.random.default_rng(0)
@@ -41,6 +51,10 @@ def _check():
         worst = max(worst, float(np.max(np.abs(logitkit.log_softmax(xs) - ref))))
         ref = _numpy_logsumexp(x)
         worst = max(worst, float(np.max(np.abs(logitkit.logsumexp(xs) - ref))))
+        labels = rng.integers(0, x.shape[1], size=x.shape[0])
+        ref_loss, ref_grad = _numpy_cross_entropy_grad(x, labels, np.empty_like(x))
+        loss, grad = logitkit.cross_entropy(xs, labels, return_grad=True)
+        worst = max(worst, abs(float(loss) - ref_loss), float(np.max(np.abs(grad - ref_grad))))
     stable = logitkit.softmax(np.array([123, 456, 789]))
     if not np.allclose(stable, [0, 0, 1]):
         raise SystemExit(f"softmax([123, 456, 789]) gave {stable}")
@@ -72,19 +86,23 @@ def main():
     if worst >= 1e-5:
         return 1
     rng = np.random.default_rng(1)
-    print(f"\n{'float32, last axis':<24}{'logitkit ms':>12}{'NumPy ms':>10}{'speed-up':>10}")
+    print(f"\n{'float32, last axis':<30}{'logitkit ms':>12}{'NumPy ms':>10}{'speed-up':>10}")
     for shape in [(8192, 10), (4096, 1000), (64, 128256)]:
         x = rng.standard_normal(shape).astype(np.float32)
+        labels = rng.integers(0, shape[1], size=shape[0])
         out = np.empty_like(x)
         for name, ours, theirs in [
             ("softmax", lambda: logitkit.softmax(x, out=out), lambda: _numpy_softmax(x, out)),
             ("log_softmax", lambda: logitkit.log_softmax(x, out=out),
              lambda: _numpy_log_softmax(x, out)),
             ("logsumexp", lambda: logitkit.logsumexp(x), lambda: _numpy_logsumexp(x)),
+            ("cross_entropy+grad",
+             lambda: logitkit.cross_entropy(x, labels, return_grad=True, grad_out=out),
+             lambda: _numpy_cross_entropy_grad(x, labels, out)),
         ]:
             a, b = _time(ours), _time(theirs)
             label = f"{name} {shape[0]}x{shape[1]}"
-            print(f"{label:<24}{a:>12.3f}{b:>10.3f}{b / a:>9.1f}x")
+            print(f"{label:<30}{a:>12.3f}{b:>10.3f}{b / a:>9.1f}x")
     return 0
 
 
