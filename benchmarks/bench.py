@@ -5,8 +5,11 @@ Every row is reported twice: in milliseconds, and as a multiple of ``np.copyto``
 of the same array timed in the same run ("x memcpy").  A copy reads the array
 once and writes it once, which is what a one-pass softmax must do too, so a
 softmax near 1.0x runs at memory speed; a reduction such as logsumexp only
-reads, so its floor is lower still.  Absolute times mean little on a shared
-machine: compare ratios.
+reads, so its floor is lower still.  The cross-entropy rows are the loss of
+integer class labels, mean over the samples: ``cross_entropy`` alone is a
+reduction, ``cross_entropy+grad`` (loss and gradient, a training step's work)
+reads the logits and writes a gradient as large, like softmax.  Absolute times
+mean little on a shared machine: compare ratios.
 
 Method (see the "Performance method" of the design notes): one process, a
 warm-up, outputs preallocated wherever an API takes ``out=``, the median of
@@ -23,12 +26,16 @@ Examples::
     python benchmarks/bench.py                 # everything (about a minute)
     python benchmarks/bench.py --quick         # smoke run
     python benchmarks/bench.py --shapes 64x128256 --ops softmax --impls logitkit,numpy
+    python benchmarks/bench.py --ops cross_entropy,cross_entropy+grad
     python benchmarks/bench.py --markdown      # table for the README
 
 To add a row, write a factory ``factory(x, axis) -> zero-argument callable``
 (allocate its outputs in the factory, not in the callable) and append
 ``(operation, implementation, factory)`` to ``IMPLEMENTATIONS``; a new
-operation also needs a float64 reference in ``REFERENCES``.
+operation also needs a float64 reference in ``REFERENCES``.  Loss rows take
+their labels from ``class_labels(x, axis)``, so that all of them, and the
+reference, see the same ones; an operation with a gradient returns
+``(loss, gradient)``, and so does its reference.
 """
 
 from __future__ import annotations
@@ -69,8 +76,11 @@ torch, _TORCH_MISSING = _optional_import("torch")
 jax, _JAX_MISSING = _optional_import("jax")
 
 if torch is not None:
+    import torch.nn.functional
+
     torch.set_num_threads(1)
 if jax is not None:
+    import jax.numpy as jnp
     import jax.scipy.special
 
     jax.config.update("jax_enable_x64", True)  # else float64 input becomes float32
@@ -123,9 +133,12 @@ CASES = [
     Case((1000, 4096), axis=0),  # a non-last axis: strided reduction
 ]
 
-# The per-call overhead of tiny inputs, reported in microseconds per call.
-LATENCY_OP = "softmax"
-LATENCY_CASE = Case((32, 10))
+# The per-call overhead of tiny inputs, reported in microseconds per call:
+# (operation, input array), one column each.
+LATENCIES = [
+    ("softmax", Case((32, 10))),
+    ("cross_entropy+grad", Case((128, 10))),  # a whole training step of a small classifier
+]
 
 
 # ------------------------------------------------------------------ implementations
@@ -144,6 +157,22 @@ def _reduced_shape(x: np.ndarray, axis: int, keepdims: bool = False) -> tuple[in
     else:
         del shape[axis]
     return tuple(shape)
+
+
+def class_labels(x: np.ndarray, axis: int) -> np.ndarray:
+    """Integer labels in [0, C) for the logits ``x``, one per sample (x's shape without axis).
+
+    Deterministic: every factory and the reference that ask for them get the same ones.
+    """
+    rng = np.random.default_rng(sum(x.shape) + 1)
+    return rng.integers(0, x.shape[axis], size=_reduced_shape(x, axis), dtype=np.int64)
+
+
+def label_positions(labels: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
+    """The fancy index of each sample's labelled logit: ``x[label_positions(...)]``."""
+    index = list(np.indices(labels.shape, sparse=True))
+    index.insert(axis % (labels.ndim + 1), labels)
+    return tuple(index)
 
 
 # memcpy: the memory roof.
@@ -173,6 +202,19 @@ def logitkit_logsumexp(x: np.ndarray, axis: int) -> Callable[[], Any]:
     fn = _logitkit_function("logsumexp")
     out = np.empty(_reduced_shape(x, axis), x.dtype)
     return lambda: fn(x, axis, out=out)
+
+
+def logitkit_cross_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    fn = _logitkit_function("cross_entropy")
+    return functools.partial(fn, x, class_labels(x, axis), axis=axis)
+
+
+def logitkit_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    fn = _logitkit_function("cross_entropy")
+    grad = np.empty_like(x)
+    return functools.partial(
+        fn, x, class_labels(x, axis), axis=axis, return_grad=True, grad_out=grad
+    )
 
 
 # NumPy, written the way a careful NumPy user would: max-shift, in-place ufuncs,
@@ -228,6 +270,45 @@ def numpy_logsumexp(x: np.ndarray, axis: int) -> Callable[[], Any]:
     return run
 
 
+def numpy_cross_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    logsumexp = numpy_logsumexp(x, axis)  # into a buffer of its own, with keepdims
+    picked = np.expand_dims(class_labels(x, axis), axis)
+
+    def run() -> np.floating:
+        losses = logsumexp()
+        losses -= np.take_along_axis(x, picked, axis)  # logsumexp - the labelled logit
+        return losses.mean()
+
+    return run
+
+
+def numpy_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    labels = class_labels(x, axis)
+    picked = np.expand_dims(labels, axis)
+    positions = label_positions(labels, axis)
+    n = labels.size
+    grad = np.empty_like(x)
+    m = np.empty(_reduced_shape(x, axis, keepdims=True), x.dtype)
+    s = np.empty_like(m)
+    losses = np.empty_like(m)
+
+    def run() -> tuple[np.floating, np.ndarray]:
+        np.max(x, axis=axis, keepdims=True, out=m)
+        np.subtract(x, m, out=grad)
+        np.exp(grad, out=grad)
+        np.sum(grad, axis=axis, keepdims=True, out=s)
+        np.log(s, out=losses)
+        losses += m
+        losses -= np.take_along_axis(x, picked, axis)  # logsumexp - the labelled logit
+        np.multiply(s, n, out=s)
+        np.reciprocal(s, out=s)
+        np.multiply(grad, s, out=grad)  # softmax / N
+        grad[positions] -= 1 / n  # - onehot / N
+        return losses.mean(), grad
+
+    return run
+
+
 # SciPy: no out= in its API.
 def scipy_op(name: str) -> Factory:
     fn = getattr(scipy.special, name)
@@ -246,6 +327,27 @@ def torch_op(name: str) -> Factory:
     return factory
 
 
+# PyTorch's losses want the classes on dim 1 (for axis 0 that is a transposed, strided
+# view, which they take as it is) and int64 targets; no out= here.
+def torch_cross_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    t = torch.from_numpy(x).movedim(axis, 1)
+    target = torch.from_numpy(class_labels(x, axis))
+    return functools.partial(torch.nn.functional.cross_entropy, t, target)
+
+
+def torch_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    leaf = torch.from_numpy(x).requires_grad_()
+    target = torch.from_numpy(class_labels(x, axis))
+
+    def run() -> tuple[Any, Any]:
+        leaf.grad = None  # as optimizer.zero_grad() leaves it
+        loss = torch.nn.functional.cross_entropy(leaf.movedim(axis, 1), target)
+        loss.backward()
+        return loss.detach(), leaf.grad
+
+    return run
+
+
 # JAX: jit-compiled, on a device array, waiting for the result.
 def jax_op(path: str) -> Factory:
     def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
@@ -253,6 +355,22 @@ def jax_op(path: str) -> Factory:
         compiled = jax.jit(functools.partial(fn, axis=axis))
         xd = jax.device_put(x)
         return lambda: compiled(xd).block_until_ready()
+
+    return factory
+
+
+def _jax_cross_entropy(x: Any, labels: Any, axis: int) -> Any:
+    """The loss as optax writes it: logsumexp minus the labelled logit (no log_softmax array)."""
+    picked = jnp.take_along_axis(x, jnp.expand_dims(labels, axis), axis)
+    return jnp.mean(jax.nn.logsumexp(x, axis) - jnp.squeeze(picked, axis))
+
+
+def jax_cross_entropy(with_grad: bool) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        loss = functools.partial(_jax_cross_entropy, axis=axis)
+        compiled = jax.jit(jax.value_and_grad(loss) if with_grad else loss)
+        xd, labels = jax.device_put(x), jax.device_put(class_labels(x, axis))
+        return lambda: jax.block_until_ready(compiled(xd, labels))
 
     return factory
 
@@ -274,17 +392,42 @@ IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
     ("logsumexp", "scipy", scipy_op("logsumexp")),
     ("logsumexp", "torch", torch_op("logsumexp")),
     ("logsumexp", "jax", jax_op("scipy.special.logsumexp")),
+    ("cross_entropy", "logitkit", logitkit_cross_entropy),
+    ("cross_entropy", "numpy", numpy_cross_entropy),
+    ("cross_entropy", "torch", torch_cross_entropy),
+    ("cross_entropy", "jax", jax_cross_entropy(with_grad=False)),
+    ("cross_entropy+grad", "logitkit", logitkit_cross_entropy_grad),
+    ("cross_entropy+grad", "numpy", numpy_cross_entropy_grad),
+    ("cross_entropy+grad", "torch", torch_cross_entropy_grad),
+    ("cross_entropy+grad", "jax", jax_cross_entropy(with_grad=True)),
 ]
 
+def reference_cross_entropy(x: np.ndarray, axis: int, with_grad: bool = False) -> Any:
+    """Mean of logsumexp - the labelled logit; with its gradient (softmax - onehot) / N."""
+    x = x.astype(np.float64)
+    labels = class_labels(x, axis)
+    picked = np.take_along_axis(x, np.expand_dims(labels, axis), axis).squeeze(axis)
+    loss = np.mean(scipy.special.logsumexp(x, axis=axis) - picked)
+    if not with_grad:
+        return loss
+    grad = scipy.special.softmax(x, axis=axis)
+    grad[label_positions(labels, axis)] -= 1.0
+    grad /= labels.size
+    return loss, grad
+
+
 # Float64 references that every implementation's result is checked against.
-REFERENCES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+REFERENCES: dict[str, Callable[[np.ndarray, int], Any]] = {
     "softmax": lambda x, axis: scipy.special.softmax(x.astype(np.float64), axis=axis),
     "log_softmax": lambda x, axis: scipy.special.log_softmax(x.astype(np.float64), axis=axis),
     "logsumexp": lambda x, axis: scipy.special.logsumexp(x.astype(np.float64), axis=axis),
+    "cross_entropy": reference_cross_entropy,
+    "cross_entropy+grad": functools.partial(reference_cross_entropy, with_grad=True),
 }
 
-# Largest error allowed, relative to max(1, the largest |value| of the reference): a
-# sanity check that catches a wrong axis or formula, not an accuracy test (tests/ does that).
+# Largest error allowed, relative to max(1, the largest |value| of the reference) (for a
+# (loss, gradient) pair, to each part's own largest |value|: see relative_error): a sanity
+# check that catches a wrong axis or formula, not an accuracy test (tests/ does that).
 TOLERANCES = {np.float32: 1e-5, np.float64: 1e-12}
 
 
@@ -366,13 +509,22 @@ class Row:
         return self.seconds / self.memcpy_seconds
 
 
-def relative_error(result: Any, reference: np.ndarray, dtype: type) -> float:
-    """Largest error over max(1, largest |reference|); inf for a wrong dtype or a NaN."""
+def relative_error(result: Any, reference: Any, dtype: type, floor: float = 1.0) -> float:
+    """Largest error over max(floor, largest |reference|); inf for a wrong dtype or a NaN.
+
+    A (loss, gradient) pair is checked part by part, each against its own largest |value|:
+    the gradient of a mean over N samples is ~1/N, and next to 1 even a wrong one would pass.
+    """
+    if isinstance(reference, tuple):
+        if not isinstance(result, tuple) or len(result) != len(reference):
+            return math.inf
+        parts = zip(result, reference, strict=True)
+        return max(relative_error(got, ref, dtype, floor=0.0) for got, ref in parts)
     got = np.asarray(result)
     if got.dtype != np.dtype(dtype):
         return math.inf
     error = np.max(np.abs(got.reshape(reference.shape) - reference))
-    error /= max(1.0, np.max(np.abs(reference)))
+    error /= max(floor, np.max(np.abs(reference)))
     return math.inf if math.isnan(error) else float(error)
 
 
@@ -404,9 +556,14 @@ def bench_case(
         error = relative_error(fn(), references[op], case.dtype)
         ok[op, impl] = error <= TOLERANCES[case.dtype]
         if not ok[op, impl]:
+            scale = (
+                "each part's largest |value|"
+                if isinstance(references[op], tuple)
+                else "max(1, largest |value|)"
+            )
             notes.append(
                 f"{op} {impl} {case.shape_label} {case.kind_label}: error {error:.1e} "
-                f"> {TOLERANCES[case.dtype]:.0e} (relative to max(1, largest |value|)), marked !"
+                f"> {TOLERANCES[case.dtype]:.0e} (relative to {scale}), marked !"
             )
         fns[op, impl] = fn
 
@@ -500,12 +657,20 @@ def print_results(rows: list[Row], markdown: bool) -> None:
 
 
 def print_latency(rows: list[Row], markdown: bool) -> None:
-    case = LATENCY_CASE
+    """One row per implementation, one column per (operation, array) of LATENCIES."""
+    columns = list(dict.fromkeys((row.op, row.case) for row in rows))
+    impls = list(dict.fromkeys(row.impl for row in rows))
+    cells = {
+        (row.impl, row.op, row.case): f"{row.seconds * 1e6:.2f}" + ("" if row.ok else " !")
+        for row in rows
+    }
+    kinds = ", ".join(dict.fromkeys(case.kind_label for _, case in columns))
     print()
-    print(f"Per-call latency: {LATENCY_OP} of a {case.shape_label} {case.kind_label} array")
+    print(f"Per-call latency on small arrays ({kinds}), µs per call")
     print()
-    body = [[row.impl + ("" if row.ok else " !"), f"{row.seconds * 1e6:.2f}"] for row in rows]
-    print_table(["impl", "µs per call"], body, markdown, right={1})
+    header = ["impl"] + [f"{op} {case.shape_label}" for op, case in columns]
+    body = [[impl] + [cells.get((impl, *column), "-") for column in columns] for impl in impls]
+    print_table(header, body, markdown, right=set(range(1, len(header))))
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -525,7 +690,8 @@ def comma_list(text: str) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     all_ops = list(dict.fromkeys(op for op, _, _ in IMPLEMENTATIONS))
     all_impls = list(dict.fromkeys(impl for _, impl, _ in IMPLEMENTATIONS))
-    shapes = ", ".join(dict.fromkeys(c.shape_label for c in [*CASES, LATENCY_CASE]))
+    latency_cases = [case for _, case in LATENCIES]
+    shapes = ", ".join(dict.fromkeys(c.shape_label for c in [*CASES, *latency_cases]))
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -585,16 +751,19 @@ def main(argv: list[str] | None = None) -> int:
         print_results(rows, args.markdown)
         print()
         print("x memcpy: time / time of np.copyto of the same array in the same run")
-        print(
-            "(a one-pass softmax reads and writes the array once, as a copy does: ~1.0 is the roof;"
-        )
-        print(" logsumexp only reads it). ! = result far from the float64 reference (see notes).")
+        print("(a one-pass softmax, or cross_entropy+grad, reads the array and writes one as")
+        print(" large, as a copy does: ~1.0 is the roof; logsumexp and cross_entropy only read")
+        print(" it). ! = result far from the float64 reference (see notes).")
 
-    latency_rows = [row for row in selected if row[0] == LATENCY_OP]
-    if latency_rows and wanted(LATENCY_CASE):
-        print(f"timing {LATENCY_CASE.shape_label} latency ...", file=sys.stderr, flush=True)
-        latency = bench_case(LATENCY_CASE, latency_rows, settings, notes, with_memcpy=False)
+    latency: list[Row] = []
+    for op, case in LATENCIES:
+        latency_rows = [row for row in selected if row[0] == op]
+        if latency_rows and wanted(case):
+            print(f"timing {case.shape_label} {op} latency ...", file=sys.stderr, flush=True)
+            latency += bench_case(case, latency_rows, settings, notes, with_memcpy=False)
+    if latency:
         print_latency(latency, args.markdown)
+        print("(cross_entropy+grad: the loss and its gradient, PyTorch's forward and backward)")
 
     if notes:
         print()

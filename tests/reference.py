@@ -102,3 +102,243 @@ def logsumexp(x, axis=-1, keepdims=False):
     if not keepdims:
         result = np.squeeze(result, axis=axis)
     return result
+
+
+# =======================================================================================
+# Part 2: losses, gradients, sigmoid, backward passes, entropy and KL divergence.
+#
+# Literal float64 formulas of the API description (PyTorch's definitions where the
+# description says so).  Each loss function takes ``return_grad`` like the package and
+# then returns ``(loss, grad)``; the gradient is that of the chosen reduction ("none":
+# the gradient of the sum of the per-sample losses).  ``0 * inf`` terms that the
+# contract counts as 0 (``0 * log 0``, ignored samples) are zeroed with ``np.where``.
+# =======================================================================================
+
+__all__ += [
+    "cross_entropy", "nll_loss", "sigmoid", "log_sigmoid", "binary_cross_entropy",
+    "softmax_backward", "log_softmax_backward", "softmax_jacobian", "entropy",
+    "kl_divergence",
+]
+
+_REDUCTIONS = ("none", "sum", "mean")
+
+
+def _check_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reference: unknown reduction {reduction!r}")
+
+
+def _class_weights(weight, n_classes):
+    if weight is None:
+        return np.ones(n_classes)
+    w = np.asarray(weight, dtype=np.float64)
+    if w.shape != (n_classes,):
+        raise ValueError(f"reference: weight shape {w.shape}, expected ({n_classes},)")
+    return w
+
+
+def _reduce(per_sample, reduction, denominator):
+    """"none": the array; "sum": its sum; "mean": sum / denominator (0.0 if the
+    denominator is 0: every sample ignored)."""
+    if reduction == "none":
+        return per_sample
+    total = np.sum(per_sample)
+    if reduction == "sum":
+        return total
+    return total / denominator if denominator != 0 else np.float64(0.0)
+
+
+def _grad_scale(reduction, denominator):
+    if reduction != "mean":
+        return 1.0
+    return 1.0 / denominator if denominator != 0 else 0.0
+
+
+def cross_entropy(logits, target, axis=-1, weight=None, ignore_index=-100,
+                  label_smoothing=0.0, reduction="mean", return_grad=False):
+    """Cross-entropy of softmax(logits) with integer class targets (shape = logits.shape
+    without ``axis``) or probability targets (float, shape = logits.shape).
+
+    integer t:  loss_i = (1-eps) w[t_i] (lse_i - z_i[t_i]) + eps/C sum_c w[c] (lse_i - z_ic)
+                0 where t_i == ignore_index; "mean" divides by sum_i w[t_i] over the
+                non-ignored samples (0.0 when all are ignored).
+    float y:    y' = (1-eps) y + eps/C;  loss_i = sum_c w[c] y'_c (lse_i - z_ic), with
+                terms where y'_c == 0 counted as 0; "mean" divides by N.
+    grad (integer): p ((1-eps) w[t] + eps/C sum w) - (1-eps) w[t] [c == t] - eps/C w[c]
+    grad (float):   p sum_k w[k] y'_k - w[c] y'_c
+    """
+    _check_reduction(reduction)
+    z = _as_float64(logits)
+    axis = _normalize_axis(axis, z.ndim)
+    z = np.moveaxis(z, axis, -1)
+    n_classes = z.shape[-1]
+    w = _class_weights(weight, n_classes)
+    eps = float(label_smoothing)
+    target = np.asarray(target)
+    with np.errstate(all="ignore"):
+        lse = logsumexp(z, -1, keepdims=True)
+        nll = lse - z  # -log_softmax: +inf at -inf logits
+        p = softmax(z, -1)
+        if target.dtype.kind in "iu":
+            if target.shape != z.shape[:-1]:
+                raise ValueError(f"reference: target shape {target.shape}, expected "
+                                 f"{z.shape[:-1]}")
+            t = target.astype(np.int64)
+            valid = t != ignore_index
+            if np.any(valid & ((t < 0) | (t >= n_classes))):
+                raise IndexError("reference: target out of range")
+            t_safe = np.where(valid, t, 0)
+            onehot = np.arange(n_classes) == t_safe[..., None]
+            w_t = np.where(valid, w[t_safe], 0.0)
+            nll_t = np.take_along_axis(nll, t_safe[..., None], -1)[..., 0]
+            per_sample = (1.0 - eps) * w_t * nll_t
+            if eps != 0.0:
+                smooth = np.sum(w * nll, axis=-1)
+                per_sample = per_sample + (eps / n_classes) * smooth
+            per_sample = np.where(valid, per_sample, 0.0)
+            denominator = np.sum(w_t)
+            grad = (p * ((1.0 - eps) * w_t + (eps / n_classes) * np.sum(w))[..., None]
+                    - (1.0 - eps) * w_t[..., None] * onehot
+                    - (eps / n_classes) * w)
+            grad = np.where(valid[..., None], grad, 0.0)
+        elif target.dtype.kind == "f":
+            y = np.moveaxis(target.astype(np.float64), axis, -1)
+            if y.shape != z.shape:
+                raise ValueError("reference: probability target of the wrong shape")
+            y = (1.0 - eps) * y + eps / n_classes
+            wy = w * y
+            per_sample = np.sum(np.where(wy == 0, 0.0, wy * nll), axis=-1)
+            denominator = per_sample.size
+            grad = p * np.sum(wy, axis=-1, keepdims=True) - wy
+        else:
+            raise TypeError(f"reference: unsupported target dtype {target.dtype}")
+    loss = _reduce(per_sample, reduction, denominator)
+    if not return_grad:
+        return loss
+    grad = np.moveaxis(grad * _grad_scale(reduction, denominator), -1, axis)
+    return loss, grad
+
+
+def nll_loss(log_probs, target, axis=-1, weight=None, ignore_index=-100,
+             reduction="mean"):
+    """loss_i = -w[t_i] log_probs_i[t_i]; ignore/reduction semantics of cross_entropy."""
+    _check_reduction(reduction)
+    lp = _as_float64(log_probs)
+    axis = _normalize_axis(axis, lp.ndim)
+    lp = np.moveaxis(lp, axis, -1)
+    n_classes = lp.shape[-1]
+    w = _class_weights(weight, n_classes)
+    t = np.asarray(target).astype(np.int64)
+    valid = t != ignore_index
+    if np.any(valid & ((t < 0) | (t >= n_classes))):
+        raise IndexError("reference: target out of range")
+    t_safe = np.where(valid, t, 0)
+    w_t = np.where(valid, w[t_safe], 0.0)
+    lp_t = np.take_along_axis(lp, t_safe[..., None], -1)[..., 0]
+    with np.errstate(all="ignore"):
+        per_sample = np.where(valid, -w_t * lp_t, 0.0)
+    return _reduce(per_sample, reduction, np.sum(w_t))
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp(-|x|) / (1 + exp(-|x|)) for x < 0."""
+    x = _as_float64(x)
+    with np.errstate(all="ignore"):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def log_sigmoid(x):
+    """log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|))."""
+    x = _as_float64(x)
+    with np.errstate(all="ignore"):
+        return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def binary_cross_entropy(logits, target, weight=None, pos_weight=None, reduction="mean",
+                         return_grad=False):
+    """PyTorch's BCEWithLogits:
+    loss = -w [pw y log_sigmoid(z) + (1 - y) log_sigmoid(-z)], a zero coefficient
+    counting as 0 even against an infinite log; "mean" over all elements;
+    grad = w ((pw y + 1 - y) sigmoid(z) - pw y)."""
+    _check_reduction(reduction)
+    z = _as_float64(logits)
+    y = np.broadcast_to(_as_float64(target), z.shape)
+    w = np.broadcast_to(1.0 if weight is None else _as_float64(weight), z.shape)
+    pw = np.broadcast_to(1.0 if pos_weight is None else _as_float64(pos_weight), z.shape)
+    with np.errstate(all="ignore"):
+        pos = pw * y
+        neg = 1.0 - y
+        term_pos = np.where(pos == 0, 0.0, pos * log_sigmoid(z))
+        term_neg = np.where(neg == 0, 0.0, neg * log_sigmoid(-z))
+        per_element = -w * (term_pos + term_neg)
+        grad = w * ((pos + neg) * sigmoid(z) - pos)
+    loss = _reduce(per_element, reduction, per_element.size)
+    if not return_grad:
+        return loss
+    return loss, grad * _grad_scale(reduction, per_element.size)
+
+
+def softmax_backward(grad_output, probs, axis=-1):
+    """probs * (g - sum(g * probs, axis, keepdims=True))."""
+    g, p = _as_float64(grad_output), _as_float64(probs)
+    axis = _normalize_axis(axis, p.ndim)
+    dot = np.expand_dims(
+        np.sum(np.ascontiguousarray(np.moveaxis(g * p, axis, -1)), axis=-1), axis)
+    return p * (g - dot)
+
+
+def log_softmax_backward(grad_output, log_probs, axis=-1):
+    """g - exp(log_probs) * sum(g, axis, keepdims=True)."""
+    g, lp = _as_float64(grad_output), _as_float64(log_probs)
+    axis = _normalize_axis(axis, lp.ndim)
+    total = np.expand_dims(np.sum(np.ascontiguousarray(np.moveaxis(g, axis, -1)),
+                                  axis=-1), axis)
+    return g - np.exp(lp) * total
+
+
+def softmax_jacobian(probs, axis=-1):
+    """J[..., i, j] = p_i [i == j] - p_i p_j, the row axis moved to the end and
+    expanded into (C, C)."""
+    p = _as_float64(probs)
+    axis = _normalize_axis(axis, p.ndim)
+    p = np.moveaxis(p, axis, -1)
+    eye = np.eye(p.shape[-1])
+    return p[..., :, None] * eye - p[..., :, None] * p[..., None, :]
+
+
+def entropy(logits, axis=-1, base=None):
+    """-sum p log p of softmax(logits) (0 where p == 0), in nats or divided by
+    log(base)."""
+    z = _as_float64(logits)
+    axis = _normalize_axis(axis, z.ndim)
+    p = np.moveaxis(softmax(z, axis), axis, -1)
+    logp = np.moveaxis(log_softmax(z, axis), axis, -1)
+    with np.errstate(all="ignore"):
+        h = -np.sum(np.where(p == 0, 0.0, p * logp), axis=-1)
+    if base is not None:
+        h = h / np.log(base)
+    return h
+
+
+def kl_divergence(p_logits, q_logits, axis=-1, base=None, reduction="none",
+                  return_grad=False):
+    """KL(P || Q) = sum p (log p - log q) per row (0 where p == 0), reduced over the
+    rows; grad = d kl / d q_logits = softmax(q) - softmax(p) (/N for "mean",
+    /log(base) if base)."""
+    _check_reduction(reduction)
+    zp, zq = _as_float64(p_logits), _as_float64(q_logits)
+    axis = _normalize_axis(axis, zp.ndim)
+    p = np.moveaxis(softmax(zp, axis), axis, -1)
+    lp = np.moveaxis(log_softmax(zp, axis), axis, -1)
+    q = np.moveaxis(softmax(zq, axis), axis, -1)
+    lq = np.moveaxis(log_softmax(zq, axis), axis, -1)
+    with np.errstate(all="ignore"):
+        per_row = np.sum(np.where(p == 0, 0.0, p * (lp - lq)), axis=-1)
+    scale = 1.0 if base is None else 1.0 / np.log(base)
+    per_row = per_row * scale
+    kl = _reduce(per_row, reduction, per_row.size)
+    if not return_grad:
+        return kl
+    grad = (q - p) * scale * _grad_scale(reduction, per_row.size)
+    return kl, np.moveaxis(grad, -1, axis)
