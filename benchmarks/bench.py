@@ -23,7 +23,7 @@ PyTorch and JAX are optional and run on one thread, like the others.
 
 Examples::
 
-    python benchmarks/bench.py                 # everything (about a minute)
+    python benchmarks/bench.py                 # everything (about two minutes)
     python benchmarks/bench.py --quick         # smoke run
     python benchmarks/bench.py --shapes 64x128256 --ops softmax --impls logitkit,numpy
     python benchmarks/bench.py --ops cross_entropy,cross_entropy+grad
@@ -298,8 +298,8 @@ def numpy_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
         np.exp(grad, out=grad)
         np.sum(grad, axis=axis, keepdims=True, out=s)
         np.log(s, out=losses)
-        losses += m
-        losses -= np.take_along_axis(x, picked, axis)  # logsumexp - the labelled logit
+        np.add(losses, m, out=losses)
+        np.subtract(losses, np.take_along_axis(x, picked, axis), out=losses)
         np.multiply(s, n, out=s)
         np.reciprocal(s, out=s)
         np.multiply(grad, s, out=grad)  # softmax / N
@@ -671,6 +671,9 @@ def print_latency(rows: list[Row], markdown: bool) -> None:
     header = ["impl"] + [f"{op} {case.shape_label}" for op, case in columns]
     body = [[impl] + [cells.get((impl, *column), "-") for column in columns] for impl in impls]
     print_table(header, body, markdown, right=set(range(1, len(header))))
+    if any(op == "cross_entropy+grad" for op, _ in columns):
+        print()
+        print("(cross_entropy+grad: loss and gradient; for PyTorch, forward and .backward())")
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -763,7 +766,6 @@ def main(argv: list[str] | None = None) -> int:
             latency += bench_case(case, latency_rows, settings, notes, with_memcpy=False)
     if latency:
         print_latency(latency, args.markdown)
-        print("(cross_entropy+grad: the loss and its gradient, PyTorch's forward and backward)")
 
     if notes:
         print()
