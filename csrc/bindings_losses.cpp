@@ -44,8 +44,9 @@ StridedArray label_view(const py::array& labels) {
   return view_of(labels, "labels", false);
 }
 
-std::tuple<py::ssize_t, std::int64_t, double, double> to_tuple(const LossResult& r) {
-  return {r.bad_label, r.bad_value, r.loss_sum, r.denominator};
+std::tuple<py::ssize_t, std::int64_t, double, double, py::ssize_t> to_tuple(
+    const LossResult& r) {
+  return {r.bad_label, r.bad_value, r.loss_sum, r.denominator, r.counted};
 }
 
 }  // namespace
@@ -172,9 +173,10 @@ void register_losses(py::module_& m) {
         const void* pw = contiguous_data(pos_weight, dt, "pos_weight");
         const py::ssize_t size = logits.size();
         const py::ssize_t n = logits.ndim() > 0 ? logits.shape(logits.ndim() - 1) : 1;
+        const bool pos_weight_full = pos_weight && pos_weight->size() == size && size != n;
         if (target.size() != size || (weight && weight->size() != size) ||
-            (pos_weight && pos_weight->size() != n) || (loss && loss->size() != size) ||
-            (grad && grad->size() != size))
+            (pos_weight && pos_weight->size() != n && !pos_weight_full) ||
+            (loss && loss->size() != size) || (grad && grad->size() != size))
           throw py::value_error("binary_cross_entropy: operand sizes do not match");
         void* lo = loss ? const_cast<void*>(contiguous_data(loss, dt, "loss")) : nullptr;
         void* g = grad ? const_cast<void*>(contiguous_data(grad, dt, "grad_out")) : nullptr;
@@ -182,7 +184,8 @@ void register_losses(py::module_& m) {
           throw py::value_error("outputs must be writeable");
         const py::ssize_t rows = n > 0 ? size / n : 0;
         py::gil_scoped_release release;  // only these buffers are touched
-        return logitkit::binary_cross_entropy(dt, z, y, w, pw, rows, n, lo, g, grad_scale);
+        return logitkit::binary_cross_entropy(dt, z, y, w, pw, pos_weight_full, rows, n, lo, g,
+                                              grad_scale);
       },
       py::arg("logits"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"),
       py::arg("loss"), py::arg("grad"), py::arg("grad_scale"));

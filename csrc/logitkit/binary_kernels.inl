@@ -61,7 +61,7 @@ void log_sigmoid_array(const T* x, T* out, idx n) {
 
 // Binary cross-entropy from logits (PyTorch's BCEWithLogits), for `rows` contiguous rows of
 // n elements: z, y, and the optional full-size weight w share one layout; the optional
-// pos_weight pw is one row of n (per class) shared by all rows.
+// pos_weight pw is either one row of n (per class) shared by all rows, or full-size.
 //   loss = -w (pw y log sigmoid(z) + (1 - y) log sigmoid(-z))
 //   grad = w ((pw y + 1 - y) sigmoid(z) - pw y) * grad_scale
 // A zero coefficient never meets an infinite log (z = +-inf with a target of 0 or 1 gives
@@ -74,7 +74,7 @@ double bce_rows(const BceRows<T>& a) {
     const T* z = a.logits + base;
     const T* y = a.target + base;
     const T* w = a.weight ? a.weight + base : nullptr;
-    const T* pw = a.pos_weight;
+    const T* pw = a.pos_weight ? a.pos_weight + r * a.pos_weight_row_stride : nullptr;
     T* lo = a.loss ? a.loss + base : nullptr;
     T* g = a.grad ? a.grad + base : nullptr;
     T row_sum = 0;

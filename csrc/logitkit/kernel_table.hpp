@@ -105,7 +105,8 @@ struct BceRows {
   const T* logits;
   const T* target;
   const T* weight;      // full-size weights, or null
-  const T* pos_weight;  // one row of n, or null
+  const T* pos_weight;  // rows of n (one shared row when pos_weight_row_stride is 0), or null
+  idx pos_weight_row_stride;
   idx rows;
   idx n;
   T* loss;  // per-element loss, or null

@@ -66,6 +66,7 @@ LossResult check_labels(const StridedArray& logits, const CrossEntropyArgs& args
                            return;
                          }
                          result.denominator += weight ? double(weight[t]) : 1.0;
+                         ++result.counted;
                        }
                        ++position;
                      });
@@ -190,7 +191,8 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
     result = check_labels<T>(logits, args);
     if (result.bad_label >= 0) return result;
   } else {
-    result.denominator = double(batch_size(logits, axis));
+    result.counted = batch_size(logits, axis);
+    result.denominator = double(result.counted);
   }
   const idx n = logits.shape[axis];
   const T* weight = static_cast<const T*>(args.weight);
@@ -200,8 +202,10 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
   LossBuffer<T> buffer(logits, axis);
   const StridedArray& loss = args.loss ? *args.loss : buffer.view;
   double grad_scale = 1.0;
+  // A mean over no rows is 0 with a zero gradient (a fully padded batch); otherwise it
+  // divides by the total weight, whatever its sign (PyTorch's weighted mean).
   if (args.reduction == Reduction::mean)
-    grad_scale = result.denominator > 0 ? 1.0 / result.denominator : 0.0;
+    grad_scale = result.counted > 0 ? 1.0 / result.denominator : 0.0;
 
   if (n == 0) {
     // No classes: every loss is 0 (an empty sum) and there is no gradient to write.
@@ -363,13 +367,14 @@ void log_sigmoid(DType dtype, const void* x, void* out, idx size) {
 namespace {
 template <class T>
 double bce_typed(const void* logits, const void* target, const void* weight,
-                 const void* pos_weight, idx rows, idx n, void* loss, void* grad,
-                 double grad_scale) {
+                 const void* pos_weight, bool pos_weight_full, idx rows, idx n, void* loss,
+                 void* grad, double grad_scale) {
   BceRows<T> a{};
   a.logits = static_cast<const T*>(logits);
   a.target = static_cast<const T*>(target);
   a.weight = static_cast<const T*>(weight);
   a.pos_weight = static_cast<const T*>(pos_weight);
+  a.pos_weight_row_stride = pos_weight_full ? n : 0;
   a.rows = rows;
   a.n = n;
   a.loss = static_cast<T*>(loss);
@@ -380,13 +385,13 @@ double bce_typed(const void* logits, const void* target, const void* weight,
 }  // namespace
 
 double binary_cross_entropy(DType dtype, const void* logits, const void* target,
-                            const void* weight, const void* pos_weight, idx rows, idx n,
-                            void* loss, void* grad, double grad_scale) {
+                            const void* weight, const void* pos_weight, bool pos_weight_full,
+                            idx rows, idx n, void* loss, void* grad, double grad_scale) {
   return dtype == DType::float32
-             ? bce_typed<float>(logits, target, weight, pos_weight, rows, n, loss, grad,
-                                grad_scale)
-             : bce_typed<double>(logits, target, weight, pos_weight, rows, n, loss, grad,
-                                 grad_scale);
+             ? bce_typed<float>(logits, target, weight, pos_weight, pos_weight_full, rows, n,
+                                loss, grad, grad_scale)
+             : bce_typed<double>(logits, target, weight, pos_weight, pos_weight_full, rows, n,
+                                 loss, grad, grad_scale);
 }
 
 }  // namespace logitkit

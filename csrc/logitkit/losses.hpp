@@ -32,7 +32,8 @@ struct LossResult {
   idx bad_label = -1;
   std::int64_t bad_value = 0;
   double loss_sum = 0;     // sum of the per-row losses
-  double denominator = 0;  // what "mean" divides by (0 when every label is ignored)
+  double denominator = 0;  // what "mean" divides by: the total weight of the counted rows
+  idx counted = 0;         // rows that count (not ignored); "mean" of none is 0
 };
 
 LossResult cross_entropy(DType dtype, const StridedArray& logits, const CrossEntropyArgs& args);
@@ -56,10 +57,11 @@ void log_softmax_backward(DType dtype, const StridedArray& grad_output,
 void sigmoid(DType dtype, const void* x, void* out, idx size);
 void log_sigmoid(DType dtype, const void* x, void* out, idx size);
 
-// Binary cross-entropy over contiguous rows x n (weight full-size, pos_weight one row of n,
-// either may be null); loss (per element) and grad may be null. Returns the loss sum.
+// Binary cross-entropy over contiguous rows x n (weight full-size; pos_weight one row of n
+// shared by all rows, or full-size with pos_weight_full; either may be null); loss (per
+// element) and grad may be null. Returns the loss sum.
 double binary_cross_entropy(DType dtype, const void* logits, const void* target,
-                            const void* weight, const void* pos_weight, idx rows, idx n,
-                            void* loss, void* grad, double grad_scale);
+                            const void* weight, const void* pos_weight, bool pos_weight_full,
+                            idx rows, idx n, void* loss, void* grad, double grad_scale);
 
 }  // namespace logitkit

@@ -7,6 +7,8 @@ with SIMD kernels chosen for this CPU at import.
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _core
 from ._binary import binary_cross_entropy, log_sigmoid, sigmoid
 from ._cross_entropy import cross_entropy, nll_loss
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 
-def capabilities():
+def capabilities() -> dict[str, Any]:
     """Describe the SIMD targets of this build and this CPU.
 
     Returns

@@ -4,41 +4,46 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any, Callable
 
 import numpy as np
+from numpy.typing import NDArray
 
 import logitkit
 
 
-def _numpy_softmax(x, out):
+def _numpy_softmax(x: NDArray[Any], out: NDArray[Any]) -> NDArray[Any]:
     np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True)
     return out
 
 
-def _numpy_log_softmax(x, out):
+def _numpy_log_softmax(x: NDArray[Any], out: NDArray[Any]) -> NDArray[Any]:
     np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
     out -= np.log(np.exp(out).sum(axis=-1, keepdims=True))
     return out
 
 
-def _numpy_logsumexp(x):
+def _numpy_logsumexp(x: NDArray[Any]) -> NDArray[Any]:
     m = x.max(axis=-1, keepdims=True)
-    return (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]
+    result: NDArray[Any] = (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]
+    return result
 
 
-def _numpy_cross_entropy_grad(x, labels, grad):
+def _numpy_cross_entropy_grad(
+    x: NDArray[Any], labels: NDArray[Any], grad: NDArray[Any]
+) -> tuple[float, NDArray[Any]]:
     """Mean cross-entropy and its gradient (p - onehot) / N, the NumPy way."""
     _numpy_softmax(x, grad)
     rows = np.arange(x.shape[0])
-    loss = -np.log(grad[rows, labels]).mean()
+    loss = float(-np.log(grad[rows, labels]).mean())
     grad[rows, labels] -= 1
     grad /= x.shape[0]
     return loss, grad
 
 
-def _check():
+def _check() -> float:
     """Compare against float64 NumPy; return the worst error seen."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 1000)) * 4
@@ -51,7 +56,7 @@ def _check():
         worst = max(worst, float(np.max(np.abs(logitkit.log_softmax(xs) - ref))))
         ref = _numpy_logsumexp(x)
         worst = max(worst, float(np.max(np.abs(logitkit.logsumexp(xs) - ref))))
-        labels = rng.integers(0, x.shape[1], size=x.shape[0])
+        labels = np.asarray(rng.integers(0, x.shape[1], size=x.shape[0]))
         ref_loss, ref_grad = _numpy_cross_entropy_grad(x, labels, np.empty_like(x))
         loss, grad = logitkit.cross_entropy(xs, labels, return_grad=True)
         worst = max(worst, abs(float(loss) - ref_loss), float(np.max(np.abs(grad - ref_grad))))
@@ -61,7 +66,7 @@ def _check():
     return worst
 
 
-def _time(fn, budget=0.15):
+def _time(fn: Callable[[], Any], budget: float = 0.15) -> float:
     fn()
     runs, start = 0, time.perf_counter()
     while time.perf_counter() - start < budget:
@@ -76,7 +81,7 @@ def _time(fn, budget=0.15):
     return best * 1e3
 
 
-def main():
+def main() -> int:
     caps = logitkit.capabilities()
     print(f"logitkit {logitkit.__version__}  SIMD target: {caps['active']} "
           f"(supported: {', '.join(caps['supported'])})")

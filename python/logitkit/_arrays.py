@@ -8,20 +8,18 @@ with an exception that says what was expected.
 from __future__ import annotations
 
 import operator
+from typing import Any
 
 import numpy as np
-
-try:
-    from numpy.exceptions import AxisError
-except ImportError:  # NumPy < 1.25
-    from numpy import AxisError  # type: ignore[attr-defined,no-redef]
+from numpy.exceptions import AxisError
+from numpy.typing import ArrayLike, NDArray
 
 F16 = np.dtype(np.float16)
 F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)
 
 
-def as_float_array(x, name="x"):
+def as_float_array(x: ArrayLike, name: str = "x") -> tuple[NDArray[Any], np.dtype[Any]]:
     """Return ``(a, result_dtype)``: ``a`` is what the core computes on.
 
     float32 and float64 are used as they are (copied only if unaligned or byte-swapped);
@@ -56,7 +54,7 @@ def as_float_array(x, name="x"):
     raise TypeError(f"{name} must be a real numeric array, got dtype {dt}")
 
 
-def normalize_axis(axis, ndim):
+def normalize_axis(axis: Any, ndim: int) -> int:
     """Return ``axis`` as an index in ``[0, ndim)``, or raise ``AxisError``."""
     if type(axis) is not int:
         try:
@@ -65,10 +63,10 @@ def normalize_axis(axis, ndim):
             raise TypeError(f"axis must be an integer, got {type(axis).__name__}") from None
     if not -ndim <= axis < ndim:
         raise AxisError(axis, ndim)
-    return axis + ndim if axis < 0 else axis
+    return int(axis + ndim if axis < 0 else axis)
 
 
-def check_out(out, shape, dtype, name="out"):
+def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype[Any], name: str = "out") -> None:
     """Raise unless ``out`` is a writeable array of exactly ``shape`` and ``dtype``."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
@@ -80,7 +78,7 @@ def check_out(out, shape, dtype, name="out"):
         raise ValueError(f"{name} is read-only")
 
 
-def direct_out(out, a):
+def direct_out(out: NDArray[Any], a: NDArray[Any]) -> bool:
     """Whether the core may write straight into ``out`` while reading ``a``.
 
     It may when ``out`` is aligned, native and either is ``a`` exactly (in place: every
@@ -93,7 +91,7 @@ def direct_out(out, a):
         return False
     if out is a or not np.may_share_memory(out, a):
         return True
-    return (
+    return bool(
         out.__array_interface__["data"][0] == a.__array_interface__["data"][0]
         and out.strides == a.strides
     )

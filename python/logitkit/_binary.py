@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable, Literal, overload
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._arrays import as_float_array, check_out
-from ._cross_entropy import reduction_code
+from ._cross_entropy import reduce_losses, reduction_code
+from ._typing import FloatArray, Loss, Reduction
+
+_Kernel = Callable[[NDArray[Any], NDArray[Any]], None]
 
 __all__ = ["sigmoid", "log_sigmoid", "binary_cross_entropy"]
 
 
-def _elementwise(kernel, x, out):
+def _elementwise(kernel: _Kernel, x: ArrayLike, out: FloatArray | None) -> Any:
     a, result_dtype = as_float_array(x)
     src = a if a.flags.c_contiguous else np.ascontiguousarray(a)
     if out is not None:
@@ -32,7 +38,7 @@ def _elementwise(kernel, x, out):
     return result[()] if result.ndim == 0 else result
 
 
-def sigmoid(x, *, out=None):
+def sigmoid(x: ArrayLike, *, out: FloatArray | None = None) -> Any:
     r"""The logistic sigmoid, elementwise, without overflow for any input.
 
     .. math:: \sigma(x) = \frac{1}{1 + e^{-x}}
@@ -65,7 +71,7 @@ def sigmoid(x, *, out=None):
     return _elementwise(_core.sigmoid, x, out)
 
 
-def log_sigmoid(x, *, out=None):
+def log_sigmoid(x: ArrayLike, *, out: FloatArray | None = None) -> Any:
     r"""``log(sigmoid(x))``, elementwise, accurate for any input.
 
     .. math:: \log \sigma(x) = \min(x, 0) - \log\bigl(1 + e^{-|x|}\bigr)
@@ -88,7 +94,9 @@ def log_sigmoid(x, *, out=None):
     return _elementwise(_core.log_sigmoid, x, out)
 
 
-def _as_operand(value, name, shape, dtype):
+def _as_operand(
+    value: ArrayLike, name: str, shape: tuple[int, ...], dtype: np.dtype[Any]
+) -> NDArray[Any]:
     a = np.asarray(value)
     if a.dtype.kind == "c":
         raise TypeError(f"{name} is complex ({a.dtype}); logitkit supports only real input")
@@ -101,16 +109,51 @@ def _as_operand(value, name, shape, dtype):
     return np.ascontiguousarray(full, dtype=dtype)
 
 
+@overload
 def binary_cross_entropy(
-    logits,
-    target,
+    logits: ArrayLike,
+    target: ArrayLike,
     *,
-    weight=None,
-    pos_weight=None,
-    reduction="mean",
-    return_grad=False,
-    grad_out=None,
-):
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Reduction = ...,
+    return_grad: Literal[False] = ...,
+    grad_out: FloatArray | None = ...,
+) -> Loss: ...
+@overload
+def binary_cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Reduction = ...,
+    return_grad: Literal[True],
+    grad_out: FloatArray | None = ...,
+) -> tuple[Loss, FloatArray]: ...
+@overload
+def binary_cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = ...,
+    pos_weight: ArrayLike | None = ...,
+    reduction: Reduction = ...,
+    return_grad: bool,
+    grad_out: FloatArray | None = ...,
+) -> Loss | tuple[Loss, FloatArray]: ...
+
+
+def binary_cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    pos_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_out: FloatArray | None = None,
+) -> Loss | tuple[Loss, FloatArray]:
     r"""Binary cross-entropy of sigmoid(logits), elementwise (multi-label classification).
 
     .. math:: \ell = -w \bigl[p\, y \log \sigma(z) + (1 - y) \log (1 - \sigma(z))\bigr],
@@ -130,10 +173,11 @@ def binary_cross_entropy(
     weight : array_like, optional
         Weights broadcastable to the logits' shape.
     pos_weight : array_like, optional
-        Weight of the positive term, broadcastable along the last axis (one per class),
-        as in PyTorch's ``BCEWithLogitsLoss``.
+        Weight of the positive term, broadcastable to the logits' shape; usually one per
+        class (the last axis), as in PyTorch's ``BCEWithLogitsLoss``.
     reduction : {'mean', 'sum', 'none'}, optional
-        ``'mean'`` averages over all elements.
+        ``'mean'`` averages over all elements (0.0 for an empty array, as for a fully
+        ignored batch in :func:`cross_entropy`).
     return_grad : bool, optional
         Also return d(loss)/d(logits).
     grad_out : ndarray, optional
@@ -155,16 +199,17 @@ def binary_cross_entropy(
     w = None if weight is None else _as_operand(weight, "weight", z.shape, z.dtype)
     pw = None
     if pos_weight is not None:
+        # One weight per class (the common case) stays one row; anything else is expanded
+        # to the logits' shape.
         n = z.shape[-1] if z.ndim else 1
         p = np.asarray(pos_weight)
-        if p.ndim > 1 and any(d != 1 for d in p.shape[:-1]):
-            raise ValueError(
-                f"pos_weight of shape {p.shape} must vary only along the last axis "
-                f"(one weight per class, shape ({n},))"
-            )
-        pw = _as_operand(p.reshape(p.shape[-1:]) if p.ndim else p, "pos_weight", (n,), z.dtype)
+        per_class = p.ndim == 0 or all(d == 1 for d in p.shape[:-1])
+        if per_class and p.ndim and p.shape[-1] in (1, n):
+            pw = _as_operand(p.reshape(p.shape[-1:]), "pos_weight", (n,), z.dtype)
+        else:
+            pw = _as_operand(p, "pos_weight", z.shape, z.dtype)
     loss_array = np.empty_like(zc) if code == 0 else None
-    grad = None
+    grad: NDArray[Any] | None = None
     if return_grad:
         if grad_out is not None:
             check_out(grad_out, z.shape, result_dtype, "grad_out")
@@ -182,16 +227,12 @@ def binary_cross_entropy(
     size = zc.size
     scale = 1.0 / size if code == 2 and size else 1.0
     total = _core.binary_cross_entropy(zc, y, w, pw, loss_array, grad, scale)
-    if code == 0:
-        loss = loss_array if loss_array.dtype == result_dtype else loss_array.astype(result_dtype)
-    elif code == 1:
-        loss = result_dtype.type(total)
-    else:
-        loss = result_dtype.type(total / size if size else np.nan)
-    if not return_grad:
+    loss = reduce_losses(code, loss_array, total, size, result_dtype, size)
+    if grad is None:
         return loss
     if grad_out is not None:
         if grad is not grad_out:
             np.copyto(grad_out, grad, casting="same_kind")
         return loss, grad_out
-    return loss, grad if grad.dtype == result_dtype else grad.astype(result_dtype)
+    result: FloatArray = grad.astype(result_dtype, copy=False)
+    return loss, result

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import operator
+from typing import Any, Literal, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._arrays import as_float_array, check_out, direct_out, normalize_axis
+from ._typing import FloatArray, Loss, Reduction
 
 __all__ = ["cross_entropy", "nll_loss"]
 
 _REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 
 
-def reduction_code(reduction):
+def reduction_code(reduction: str) -> int:
     """The core's code for a reduction name, or ValueError."""
     try:
         return _REDUCTIONS[reduction]
@@ -24,14 +28,14 @@ def reduction_code(reduction):
         ) from None
 
 
-def _smoothing(label_smoothing):
+def _smoothing(label_smoothing: float) -> float:
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:  # also rejects NaN
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     return eps
 
 
-def _class_weights(weight, n, dtype):
+def _class_weights(weight: ArrayLike | None, n: int, dtype: np.dtype[Any]) -> NDArray[Any] | None:
     if weight is None:
         return None
     w = np.asarray(weight)
@@ -42,7 +46,9 @@ def _class_weights(weight, n, dtype):
     return np.ascontiguousarray(w, dtype=dtype)
 
 
-def _labels(target, batch_shape, axis, n_classes, what="target"):
+def _labels(
+    target: ArrayLike, batch_shape: tuple[int, ...], axis: int, n_classes: int, what: str = "target"
+) -> NDArray[np.int64]:
     """Integer class indices as an aligned native int64 array of the batch shape."""
     t = target if type(target) is np.ndarray else np.asarray(target)
     kind = t.dtype.kind
@@ -60,7 +66,9 @@ def _labels(target, batch_shape, axis, n_classes, what="target"):
     return t
 
 
-def _target(target, z, axis, batch_shape):
+def _target(
+    target: ArrayLike, z: NDArray[Any], axis: int, batch_shape: tuple[int, ...]
+) -> tuple[NDArray[np.int64] | None, NDArray[Any] | None]:
     """Split a cross-entropy target into (labels, probabilities); one of them is None."""
     t = target if type(target) is np.ndarray else np.asarray(target)
     kind = t.dtype.kind
@@ -83,7 +91,9 @@ def _target(target, z, axis, batch_shape):
     raise TypeError(f"target must be integer class indices or float probabilities, got {t.dtype}")
 
 
-def _bad_label(position, value, batch_shape, n_classes, ignore_index):
+def _bad_label(
+    position: int, value: int, batch_shape: tuple[int, ...], n_classes: int, ignore_index: int
+) -> IndexError:
     where = np.unravel_index(position, batch_shape) if batch_shape else ()
     return IndexError(
         f"target {value} at position {tuple(int(i) for i in where)} is out of range for "
@@ -91,7 +101,9 @@ def _bad_label(position, value, batch_shape, n_classes, ignore_index):
     )
 
 
-def _grad_buffer(grad_out, z, result_dtype):
+def _grad_buffer(
+    grad_out: FloatArray | None, z: NDArray[Any], result_dtype: np.dtype[Any]
+) -> tuple[NDArray[Any], FloatArray]:
     """(array the core writes the gradient to, array returned to the caller)."""
     if grad_out is None:
         grad = np.empty_like(z)
@@ -102,26 +114,89 @@ def _grad_buffer(grad_out, z, result_dtype):
     return np.empty_like(z), grad_out
 
 
-def _reduce(code, loss_array, total, denominator, result_dtype):
+def reduce_losses(
+    code: int,
+    loss_array: NDArray[Any] | None,
+    total: float,
+    denominator: float,
+    result_dtype: np.dtype[Any],
+    counted: int,
+) -> Loss:
+    """The loss for a reduction code: the per-row array, their sum, or sum / denominator.
+
+    A mean over nothing (``counted == 0``: every target ignored, or an empty batch) is
+    0.0; a zero denominator otherwise (weights summing to 0) gives inf or NaN, as the
+    formula does.
+    """
     if code == 0:
-        return loss_array if loss_array.dtype == result_dtype else loss_array.astype(result_dtype)
+        assert loss_array is not None
+        losses: FloatArray = loss_array.astype(result_dtype, copy=False)
+        return losses
     if code == 1:
-        return result_dtype.type(total)
-    return result_dtype.type(total / denominator if denominator > 0 else 0.0)
+        value = total
+    elif counted == 0:
+        value = 0.0
+    elif denominator != 0:
+        value = total / denominator
+    else:
+        value = math.nan if total == 0 else math.copysign(math.inf, total)
+    scalar: np.floating[Any] = result_dtype.type(value)
+    return scalar
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    label_smoothing: float = ...,
+    reduction: Reduction = ...,
+    return_grad: Literal[False] = ...,
+    grad_out: FloatArray | None = ...,
+) -> Loss: ...
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    label_smoothing: float = ...,
+    reduction: Reduction = ...,
+    return_grad: Literal[True],
+    grad_out: FloatArray | None = ...,
+) -> tuple[Loss, FloatArray]: ...
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = ...,
+    weight: ArrayLike | None = ...,
+    ignore_index: int = ...,
+    label_smoothing: float = ...,
+    reduction: Reduction = ...,
+    return_grad: bool,
+    grad_out: FloatArray | None = ...,
+) -> Loss | tuple[Loss, FloatArray]: ...
 
 
 def cross_entropy(
-    logits,
-    target,
+    logits: ArrayLike,
+    target: ArrayLike,
     *,
-    axis=-1,
-    weight=None,
-    ignore_index=-100,
-    label_smoothing=0.0,
-    reduction="mean",
-    return_grad=False,
-    grad_out=None,
-):
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+    grad_out: FloatArray | None = None,
+) -> Loss | tuple[Loss, FloatArray]:
     r"""Cross-entropy of softmax(logits) against class indices or probabilities.
 
     For one sample with logits :math:`z` and class probabilities :math:`a = \mathrm{softmax}(z)`,
@@ -210,18 +285,18 @@ def cross_entropy(
     batch_shape = z.shape[:ax] + z.shape[ax + 1 :]
     w = _class_weights(weight, n, z.dtype)
     labels, probs = _target(target, z, ax, batch_shape)
+    grad: NDArray[Any] | None = None
+    returned: FloatArray | None = None
     if return_grad:
         grad, returned = _grad_buffer(grad_out, z, result_dtype)
-    else:
-        grad = returned = None
     loss_array = np.empty(batch_shape, dtype=z.dtype) if code == 0 else None
-    bad, bad_value, total, denominator = _core.cross_entropy(
+    bad, bad_value, total, denominator, counted = _core.cross_entropy(
         z, labels, probs, w, ignore, eps, code, loss_array, grad, ax
     )
     if bad >= 0:
         raise _bad_label(bad, bad_value, batch_shape, n, ignore)
-    loss = _reduce(code, loss_array, total, denominator, result_dtype)
-    if not return_grad:
+    loss = reduce_losses(code, loss_array, total, denominator, result_dtype, counted)
+    if grad is None or returned is None:
         return loss
     if grad is not returned:
         np.copyto(returned, grad, casting="same_kind")
@@ -230,7 +305,15 @@ def cross_entropy(
     return loss, returned
 
 
-def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, reduction="mean"):
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+) -> Loss:
     r"""Negative log-likelihood of class indices, from log-probabilities.
 
     .. math:: \ell_i = -w_{t_i} \, \log p_i[t_i]
@@ -267,8 +350,10 @@ def nll_loss(log_probs, target, *, axis=-1, weight=None, ignore_index=-100, redu
     w = _class_weights(weight, n, lp.dtype)
     labels = _labels(target, batch_shape, ax, n)
     loss_array = np.empty(batch_shape, dtype=lp.dtype) if code == 0 else None
-    bad, bad_value, total, denominator = _core.nll_loss(lp, labels, w, ignore, code, loss_array, ax)
+    bad, bad_value, total, denominator, counted = _core.nll_loss(
+        lp, labels, w, ignore, code, loss_array, ax
+    )
     if bad >= 0:
         raise _bad_label(bad, bad_value, batch_shape, n, ignore)
-    return _reduce(code, loss_array, total, denominator, result_dtype)
+    return reduce_losses(code, loss_array, total, denominator, result_dtype, counted)
 

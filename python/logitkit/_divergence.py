@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Literal, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._arrays import as_float_array, normalize_axis
-from ._cross_entropy import reduction_code
+from ._cross_entropy import reduce_losses, reduction_code
+from ._typing import FloatArray, Loss, Reduction
 
 __all__ = ["entropy", "kl_divergence"]
 
 
-def _log_base(base):
+def _log_base(base: float | None) -> float:
     if base is None:
         return 1.0
     b = float(base)
@@ -22,7 +25,7 @@ def _log_base(base):
     return math.log(b)
 
 
-def entropy(logits, *, axis=-1, base=None):
+def entropy(logits: ArrayLike, *, axis: int = -1, base: float | None = None) -> Any:
     r"""Entropy of the distribution softmax(logits), along an axis.
 
     .. math:: H(p) = -\sum_i p_i \log p_i = \operatorname{logsumexp}(z) - \sum_i p_i z_i
@@ -62,7 +65,47 @@ def entropy(logits, *, axis=-1, base=None):
     return out[()] if out.ndim == 0 else out
 
 
-def kl_divergence(p_logits, q_logits, *, axis=-1, base=None, reduction="none", return_grad=False):
+@overload
+def kl_divergence(
+    p_logits: ArrayLike,
+    q_logits: ArrayLike,
+    *,
+    axis: int = ...,
+    base: float | None = ...,
+    reduction: Reduction = ...,
+    return_grad: Literal[False] = ...,
+) -> Loss: ...
+@overload
+def kl_divergence(
+    p_logits: ArrayLike,
+    q_logits: ArrayLike,
+    *,
+    axis: int = ...,
+    base: float | None = ...,
+    reduction: Reduction = ...,
+    return_grad: Literal[True],
+) -> tuple[Loss, FloatArray]: ...
+@overload
+def kl_divergence(
+    p_logits: ArrayLike,
+    q_logits: ArrayLike,
+    *,
+    axis: int = ...,
+    base: float | None = ...,
+    reduction: Reduction = ...,
+    return_grad: bool,
+) -> Loss | tuple[Loss, FloatArray]: ...
+
+
+def kl_divergence(
+    p_logits: ArrayLike,
+    q_logits: ArrayLike,
+    *,
+    axis: int = -1,
+    base: float | None = None,
+    reduction: Reduction = "none",
+    return_grad: bool = False,
+) -> Loss | tuple[Loss, FloatArray]:
     r"""Kullback-Leibler divergence KL(P || Q) between softmax(p_logits) and softmax(q_logits).
 
     .. math:: D_{KL}(P \| Q) = \sum_i p_i (\log p_i - \log q_i)
@@ -104,18 +147,20 @@ def kl_divergence(p_logits, q_logits, *, axis=-1, base=None, reduction="none", r
     batch_shape = p.shape[:ax] + p.shape[ax + 1 :]
     rows = math.prod(batch_shape)
     out = np.empty(batch_shape, dtype=compute)
-    grad = np.empty_like(q) if return_grad else None
+    grad: NDArray[Any] | None = np.empty_like(q) if return_grad else None
     grad_scale = (1.0 / rows if code == 2 and rows else 1.0) / scale
     _core.kl_divergence(p, q, out, grad, grad_scale, ax)
     if scale != 1.0:
         out /= out.dtype.type(scale)
+    kl: Any
     if code == 0:
-        kl = out.astype(result_dtype) if out.dtype != result_dtype else out
-        kl = kl[()] if kl.ndim == 0 else kl
-    elif code == 1:
-        kl = result_dtype.type(out.sum(dtype=np.float64))
+        per_row = out.astype(result_dtype, copy=False)
+        kl = per_row[()] if per_row.ndim == 0 else per_row
     else:
-        kl = result_dtype.type(out.sum(dtype=np.float64) / rows if rows else np.nan)
-    if not return_grad:
-        return kl
-    return kl, grad if grad.dtype == result_dtype else grad.astype(result_dtype)
+        total = float(out.sum(dtype=np.float64))
+        kl = reduce_losses(code, out, total, rows, result_dtype, rows)
+    if grad is None:
+        loss: Loss = kl
+        return loss
+    result: FloatArray = grad.astype(result_dtype, copy=False)
+    return kl, result

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _core
+from ._typing import FloatArray
 from ._arrays import as_float_array, check_out, direct_out, normalize_axis
 
 __all__ = [
@@ -17,7 +21,11 @@ __all__ = [
 ]
 
 
-def _normalize(kernel, x, axis, out):
+_Kernel = Callable[[NDArray[Any], NDArray[Any], int], None]
+_BackwardKernel = Callable[[NDArray[Any], NDArray[Any], NDArray[Any], int], None]
+
+
+def _normalize(kernel: _Kernel, x: ArrayLike, axis: int, out: FloatArray | None) -> FloatArray:
     """Run a softmax-like kernel whose output has the input's shape."""
     a, result_dtype = as_float_array(x)
     ax = normalize_axis(axis, a.ndim)
@@ -35,7 +43,7 @@ def _normalize(kernel, x, axis, out):
     return out
 
 
-def softmax(x, axis=-1, *, out=None):
+def softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) -> FloatArray:
     r"""Softmax along an axis, computed stably.
 
     .. math:: \operatorname{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}},
@@ -77,7 +85,7 @@ def softmax(x, axis=-1, *, out=None):
     return _normalize(_core.softmax, x, axis, out)
 
 
-def log_softmax(x, axis=-1, *, out=None):
+def log_softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) -> FloatArray:
     r"""Logarithm of the softmax along an axis, computed without taking ``log(softmax)``.
 
     .. math:: \operatorname{log\_softmax}(x)_i = (x_i - m) - \log \sum_j e^{x_j - m}
@@ -113,7 +121,9 @@ def log_softmax(x, axis=-1, *, out=None):
     return _normalize(_core.log_softmax, x, axis, out)
 
 
-def logsumexp(x, axis=-1, *, keepdims=False, out=None):
+def logsumexp(
+    x: ArrayLike, axis: int = -1, *, keepdims: bool = False, out: FloatArray | None = None
+) -> Any:
     r"""``log(sum(exp(x)))`` along an axis, without overflow.
 
     .. math:: \operatorname{logsumexp}(x) = m + \log \sum_j e^{x_j - m},
@@ -171,7 +181,14 @@ def logsumexp(x, axis=-1, *, keepdims=False, out=None):
     return out
 
 
-def _backward(kernel, grad_output, y, axis, out, name):
+def _backward(
+    kernel: _BackwardKernel,
+    grad_output: ArrayLike,
+    y: ArrayLike,
+    axis: int,
+    out: FloatArray | None,
+    name: str,
+) -> FloatArray:
     g, g_dtype = as_float_array(grad_output, "grad_output")
     a, a_dtype = as_float_array(y, name)
     if g.shape != a.shape:
@@ -196,7 +213,9 @@ def _backward(kernel, grad_output, y, axis, out, name):
     return out
 
 
-def softmax_backward(grad_output, probs, *, axis=-1, out=None):
+def softmax_backward(
+    grad_output: ArrayLike, probs: ArrayLike, *, axis: int = -1, out: FloatArray | None = None
+) -> FloatArray:
     r"""Vector-Jacobian product of softmax: the gradient with respect to its input.
 
     Given ``probs = softmax(x)`` and the gradient ``g`` of a loss with respect to
@@ -225,7 +244,13 @@ def softmax_backward(grad_output, probs, *, axis=-1, out=None):
     return _backward(_core.softmax_backward, grad_output, probs, axis, out, "probs")
 
 
-def log_softmax_backward(grad_output, log_probs, *, axis=-1, out=None):
+def log_softmax_backward(
+    grad_output: ArrayLike,
+    log_probs: ArrayLike,
+    *,
+    axis: int = -1,
+    out: FloatArray | None = None,
+) -> FloatArray:
     r"""Vector-Jacobian product of log_softmax.
 
     .. math:: \frac{\partial L}{\partial x} = g - \operatorname{softmax}(x) \sum_j g_j,
@@ -249,7 +274,7 @@ def log_softmax_backward(grad_output, log_probs, *, axis=-1, out=None):
     return _backward(_core.log_softmax_backward, grad_output, log_probs, axis, out, "log_probs")
 
 
-def softmax_jacobian(probs, *, axis=-1):
+def softmax_jacobian(probs: ArrayLike, *, axis: int = -1) -> FloatArray:
     r"""The explicit Jacobian of softmax, :math:`J = \operatorname{diag}(a) - a a^T`.
 
     .. math:: \frac{\partial a_i}{\partial z_j} = a_i (\delta_{ij} - a_j)
@@ -271,7 +296,7 @@ def softmax_jacobian(probs, *, axis=-1):
     a, result_dtype = as_float_array(probs, "probs")
     ax = normalize_axis(axis, a.ndim)
     p = np.moveaxis(a, ax, -1)
-    jac = -p[..., :, None] * p[..., None, :]
+    jac: FloatArray = -p[..., :, None] * p[..., None, :]
     classes = np.arange(p.shape[-1])
     jac[..., classes, classes] += p
     return jac if jac.dtype == result_dtype else jac.astype(result_dtype)

@@ -1,0 +1,57 @@
+"""Type stubs of logitkit's compiled core (csrc/bindings*.cpp). Private: use the package."""
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+_Array = NDArray[Any]
+
+def softmax(x: _Array, out: _Array, axis: int) -> None: ...
+def log_softmax(x: _Array, out: _Array, axis: int) -> None: ...
+def logsumexp(x: _Array, out: _Array, axis: int) -> None: ...
+def _exp(x: _Array, out: _Array, nonpositive: bool = False) -> None: ...
+def compiled_targets() -> list[str]: ...
+def supported_targets() -> list[str]: ...
+def active_target() -> str: ...
+def _set_target(name: str) -> str: ...
+def cross_entropy(
+    logits: _Array,
+    labels: NDArray[np.int64] | None,
+    probs: _Array | None,
+    weight: _Array | None,
+    ignore_index: int,
+    smoothing: float,
+    reduction: int,
+    loss: _Array | None,
+    grad: _Array | None,
+    axis: int,
+) -> tuple[int, int, float, float, int]: ...
+def nll_loss(
+    log_probs: _Array,
+    labels: NDArray[np.int64],
+    weight: _Array | None,
+    ignore_index: int,
+    reduction: int,
+    loss: _Array | None,
+    axis: int,
+) -> tuple[int, int, float, float, int]: ...
+def entropy(x: _Array, out: _Array, axis: int) -> None: ...
+def kl_divergence(
+    p: _Array, q: _Array, out: _Array, grad: _Array | None, grad_scale: float, axis: int
+) -> None: ...
+def softmax_backward(grad_output: _Array, probs: _Array, out: _Array, axis: int) -> None: ...
+def log_softmax_backward(
+    grad_output: _Array, log_probs: _Array, out: _Array, axis: int
+) -> None: ...
+def sigmoid(x: _Array, out: _Array) -> None: ...
+def log_sigmoid(x: _Array, out: _Array) -> None: ...
+def binary_cross_entropy(
+    logits: _Array,
+    target: _Array,
+    weight: _Array | None,
+    pos_weight: _Array | None,
+    loss: _Array | None,
+    grad: _Array | None,
+    grad_scale: float,
+) -> float: ...
