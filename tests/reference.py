@@ -159,7 +159,8 @@ def cross_entropy(logits, target, axis=-1, weight=None, ignore_index=-100,
     """Cross-entropy of softmax(logits) with integer class targets (shape = logits.shape
     without ``axis``) or probability targets (float, shape = logits.shape).
 
-    integer t:  loss_i = (1-eps) w[t_i] (lse_i - z_i[t_i]) + eps/C sum_c w[c] (lse_i - z_ic)
+    integer t:  loss_i = (1-eps) w[t_i] (lse_i - z_i[t_i])
+                         + eps/C sum_c w[c] (lse_i - z_ic)
                 0 where t_i == ignore_index; "mean" divides by sum_i w[t_i] over the
                 non-ignored samples (0.0 when all are ignored).
     float y:    y' = (1-eps) y + eps/C;  loss_i = sum_c w[c] y'_c (lse_i - z_ic), with
