@@ -713,13 +713,73 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--impls", type=comma_list, default=all_impls, help=f"default: {','.join(all_impls)}"
     )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
-    # Hook: a later `--plot FILE` (matplotlib) will draw the `rows` that main() collects.
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="also draw the results against the memcpy roof into FILE (needs matplotlib: "
+        "pip install logitkit[bench])",
+    )
     args = parser.parse_args(argv)
     for name, chosen, known in [("--ops", args.ops, all_ops), ("--impls", args.impls, all_impls)]:
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             parser.error(f"{name}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     return args
+
+
+PLOT_COLORS = {
+    "logitkit": "#d62728",
+    "numpy": "#1f77b4",
+    "scipy": "#9467bd",
+    "torch": "#ff7f0e",
+    "jax": "#2ca02c",
+}
+
+
+def plot(rows: list[Row], path: str) -> None:
+    """One panel per operation: for each shape, every implementation's time as a multiple
+    of memcpy of the same array (log scale), with the memcpy roof drawn at 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in rows if row.op != "memcpy"]  # memcpy itself is the roof line
+    ops = list(dict.fromkeys(row.op for row in rows))
+    impls = list(dict.fromkeys(row.impl for row in rows))
+    fig, axes = plt.subplots(len(ops), 1, figsize=(10, 2.8 * len(ops)), squeeze=False)
+    for ax, op in zip(axes[:, 0], ops):
+        op_rows = [row for row in rows if row.op == op]
+        cases = list(dict.fromkeys(row.case for row in op_rows))
+        width = 0.8 / max(1, len(impls))
+        for k, impl in enumerate(impls):
+            xs, ys = [], []
+            for i, case in enumerate(cases):
+                for row in op_rows:
+                    if row.case == case and row.impl == impl:
+                        xs.append(i + (k - (len(impls) - 1) / 2) * width)
+                        ys.append(row.seconds / row.memcpy_seconds)
+            ax.bar(xs, ys, width, label=impl, color=PLOT_COLORS.get(impl))
+        ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="memcpy roof")
+        ax.set_yscale("log")
+        ax.set_ylabel("time / memcpy")
+        ax.set_title(op, loc="left", fontsize=11)
+        labels = [
+            f"{c.shape_label}\n{np.dtype(c.dtype).name}"
+            + ("" if c.axis == -1 else f", axis {c.axis}")
+            for c in cases
+        ]
+        ax.set_xticks(range(len(cases)), labels, fontsize=8)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0, 0].legend(ncol=len(impls) + 1, fontsize=8, loc="upper right")
+    fig.suptitle(
+        f"logitkit {logitkit.__version__} ({logitkit.capabilities()['active']}) on "
+        f"{cpu_model()}, one thread: lower is better",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -771,6 +831,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         for note in notes:
             print(f"note: {note}")
+    if args.plot and rows:
+        plot(rows, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
     print(f"\n(total {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     return 0
 
