@@ -44,7 +44,9 @@ template <class T>
 inline T lk_log_sigmoid(T x) {
   const T ax = x < T(0) ? -x : x;
   const T t = lk_exp_nonpositive(-ax);
-  return (x < T(0) ? x : T(0)) - lk_log1p_unit(t);
+  // -(log1p(t) - min(x, 0)) rather than min(x, 0) - log1p(t): the same value, but
+  // log_sigmoid(+inf) is -0.0 as in SciPy's log_expit (log of a probability of 1 from below).
+  return -(lk_log1p_unit(t) - (x < T(0) ? x : T(0)));
 }
 
 template <class T>

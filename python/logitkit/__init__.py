@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _core
+from . import _core, special
 from ._binary import binary_cross_entropy, log_sigmoid, sigmoid
 from ._cross_entropy import cross_entropy, nll_loss
 from ._divergence import entropy, kl_divergence
@@ -39,6 +39,7 @@ __all__ = [
     "softmax",
     "softmax_backward",
     "softmax_jacobian",
+    "special",
 ]
 
 
