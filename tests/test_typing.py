@@ -16,18 +16,17 @@ mypy_api = pytest.importorskip("mypy.api")
 HERE = Path(__file__).resolve().parent
 
 
-def test_mypy_strict_on_package_and_usage(tmp_path: Path) -> None:
-    import logitkit
-
-    package = Path(logitkit.__file__).resolve().parent  # the installed package
+@pytest.mark.parametrize(
+    "target",
+    [["-p", "logitkit"], [str(HERE / "typing_usage.py")]],
+    ids=["package", "usage"],
+)
+def test_mypy_strict(target: list[str], tmp_path: Path) -> None:
+    # Two runs: mypy takes a package (-p, found where it is installed, as users see it) or
+    # files, not both; and an installed package's directory passed as a file would make
+    # mypy treat site-packages as a source root.
     stdout, stderr, status = mypy_api.run(
-        [
-            "--strict",
-            "--cache-dir",
-            str(tmp_path / "mypy-cache"),
-            str(package),
-            str(HERE / "typing_usage.py"),
-        ]
+        ["--strict", "--cache-dir", str(tmp_path / "mypy-cache"), *target]
     )
     assert status == 0, stdout + stderr
 

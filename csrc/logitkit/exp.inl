@@ -28,7 +28,7 @@ template <class To, class From>
 inline To lk_bit_cast(From from) {
   static_assert(sizeof(To) == sizeof(From), "bit cast between different sizes");
   To to;
-  __builtin_memcpy(&to, &from, sizeof(To));
+  LOGITKIT_MEMCPY(&to, &from, sizeof(To));
   return to;
 }
 

@@ -6,6 +6,28 @@
 
 #include "kernel_table.hpp"
 
+// Compiler portability for the .inl files included below, which sit inside the per-target
+// namespace and so may not include standard headers themselves. GCC and Clang (clang-cl
+// too) get their builtins, the same tokens as before. MSVC has no __builtin_memcpy /
+// __builtin_logf / __builtin_log, so it gets the C library functions (memcpy is an /O2
+// intrinsic; ::logf and ::log are out-of-line CRT functions, so no inline function is
+// shared between targets) and a compile-time infinity.
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <math.h>
+#include <string.h>
+
+#include <limits>
+#define LOGITKIT_MEMCPY(dst, src, n) ::memcpy(dst, src, n)
+#define LOGITKIT_HUGE_VAL() (std::numeric_limits<double>::infinity())
+#define LOGITKIT_LOGF(x) ::logf(x)
+#define LOGITKIT_LOG(x) ::log(x)
+#else
+#define LOGITKIT_MEMCPY(dst, src, n) __builtin_memcpy(dst, src, n)
+#define LOGITKIT_HUGE_VAL() __builtin_huge_val()
+#define LOGITKIT_LOGF(x) __builtin_logf(x)
+#define LOGITKIT_LOG(x) __builtin_log(x)
+#endif
+
 #ifndef LOGITKIT_TARGET_NS
 #error "LOGITKIT_TARGET_NS must name this target's namespace"
 #endif

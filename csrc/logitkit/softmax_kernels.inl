@@ -24,11 +24,11 @@
 
 template <class T>
 constexpr T lk_neg_inf() {
-  return -__builtin_huge_val();
+  return -LOGITKIT_HUGE_VAL();
 }
 
-inline float lk_log(float x) { return __builtin_logf(x); }
-inline double lk_log(double x) { return __builtin_log(x); }
+inline float lk_log(float x) { return LOGITKIT_LOGF(x); }
+inline double lk_log(double x) { return LOGITKIT_LOG(x); }
 
 // Rows are processed in blocks of one vector (kLanes elements), written as fixed-length
 // inner loops that the compiler turns into single vector instructions, with per-lane
