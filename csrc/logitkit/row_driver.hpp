@@ -36,8 +36,7 @@ struct RowBatch {
   }
 };
 
-template <class T, class Kernel>
-void run_rows(const std::vector<RowOperand>& operands, int axis, Kernel kernel) {
+inline AxisPlan plan_rows(const std::vector<RowOperand>& operands, int axis) {
   std::vector<const StridedArray*> arrays;
   std::vector<bool> has_axis;
   std::vector<idx> itemsizes;
@@ -46,17 +45,22 @@ void run_rows(const std::vector<RowOperand>& operands, int axis, Kernel kernel) 
     has_axis.push_back(op.has_axis);
     itemsizes.push_back(op.itemsize);
   }
-  const AxisPlan plan = plan_axis(arrays, has_axis, axis, itemsizes);
+  return plan_axis(arrays, has_axis, axis, itemsizes);
+}
+
+template <class T, class Kernel>
+void run_rows(const std::vector<RowOperand>& operands, int axis, Kernel kernel) {
+  const AxisPlan plan = plan_rows(operands, axis);
   if (plan.empty_batch) return;
   const int count = plan.operands;
   const idx n = plan.n;
 
   bool contiguous = true;
   for (int k = 0; k < count; ++k)
-    if (has_axis[k] && plan.axis_stride[k] != 1 && n > 1) contiguous = false;
+    if (operands[k].has_axis && plan.axis_stride[k] != 1 && n > 1) contiguous = false;
 
   auto base = [&](int k, idx offset) {
-    return static_cast<char*>(arrays[k]->data) + offset * itemsizes[k];
+    return static_cast<char*>(operands[k].array->data) + offset * operands[k].itemsize;
   };
 
   if (contiguous) {
@@ -77,7 +81,8 @@ void run_rows(const std::vector<RowOperand>& operands, int axis, Kernel kernel) 
   // Gather mode: one row at a time through contiguous buffers.
   std::vector<std::vector<T>> buffers(count);
   for (int k = 0; k < count; ++k)
-    if (has_axis[k] && plan.axis_stride[k] != 1) buffers[k].resize(static_cast<size_t>(n));
+    if (operands[k].has_axis && plan.axis_stride[k] != 1)
+      buffers[k].resize(static_cast<size_t>(n));
   for_each_position(plan, -1, [&](const auto& off) {
     RowBatch b;
     for (int k = 0; k < count; ++k) {
@@ -108,15 +113,7 @@ void run_rows(const std::vector<RowOperand>& operands, int axis, Kernel kernel) 
 // element offset (for validating per-row values such as labels before any work).
 template <class F>
 void for_each_row_value(const std::vector<RowOperand>& operands, int axis, F&& f) {
-  std::vector<const StridedArray*> arrays;
-  std::vector<bool> has_axis;
-  std::vector<idx> itemsizes;
-  for (const RowOperand& op : operands) {
-    arrays.push_back(op.array);
-    has_axis.push_back(op.has_axis);
-    itemsizes.push_back(op.itemsize);
-  }
-  const AxisPlan plan = plan_axis(arrays, has_axis, axis, itemsizes);
+  const AxisPlan plan = plan_rows(operands, axis);
   if (plan.empty_batch) return;
   for_each_position(plan, -1, f);
 }
