@@ -95,6 +95,7 @@ bool cross_entropy_by_columns(const StridedArray& logits, const CrossEntropyArgs
     sizes.push_back(sizeof(T));
   }
   const AxisPlan plan = plan_axis(arrays, has_axis, args.axis, sizes);
+  if (plan.empty_batch) return true;  // no samples: nothing to compute or write
   if (plan.batch.empty()) return false;
   const bool grad_contiguous = !args.grad || plan.axis_stride[3] == 1;
   const bool contiguous_rows = plan.axis_stride[0] == 1 && grad_contiguous;
