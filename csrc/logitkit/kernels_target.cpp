@@ -39,12 +39,6 @@ namespace logitkit {
 namespace LOGITKIT_TARGET_NS {
 namespace {
 
-
-
-
-
-
-
 #include "exp.inl"
 #include "softmax_kernels.inl"
 #include "loss_kernels.inl"
