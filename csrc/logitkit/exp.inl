@@ -20,8 +20,8 @@
 // comparisons with NaN are false, and poisons p), overflow -> +inf, underflow -> 0.
 //
 // Accuracy, measured against float64/long-double exp over dense grids plus all special
-// values (tests/test_exp.py): float <= 1 ulp for normal results (rel. error < 1.2e-7),
-// double <= 1 ulp (rel. error < 2.3e-16); subnormal results are within one subnormal step
+// values (tests/test_exp.py): float <= 1.01 ulp for normal results (measured 1.002 with
+// FMA), double <= 1 ulp (measured 0.98); subnormal results are within one subnormal step
 // of the correctly rounded value (double rounding when 2^n1 and 2^n2 are applied).
 
 template <class To, class From>

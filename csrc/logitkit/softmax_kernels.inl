@@ -5,9 +5,10 @@
 // Two layouts, both row-range based and free of global state:
 //   *_rows: the reduced axis is contiguous; `rows` independent rows, each `n` long, start
 //           `x_row_stride` elements apart.
-//   *_cols: the reduced axis is strided (`x_axis_stride` elements between classes) and the
-//           positions across it are contiguous; the kernel vectorizes across `cols`
-//           positions at once instead of gathering each strided row.
+//   *_cols: the kernel vectorizes across `cols` positions at once, `x_col_stride` elements
+//           apart, each with its own reduction over `n` classes `x_axis_stride` apart: a
+//           non-last axis (columns contiguous), short rows (columns a row apart), or a
+//           view with no contiguous direction (gathered block by block).
 //
 // The row algorithm, per row: (1) m = max; (2) shift = m, or 0 when m = -inf (a row of
 // -inf, so that exp(x - shift) = 0 instead of exp(-inf + inf) = NaN); e = exp(x - shift),
