@@ -132,7 +132,8 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
   T row[lk_max_column_block];
   std::int64_t target[lk_max_column_block];
   bool ignored[lk_max_column_block];
-  LkColumnSums<T> sums(0);
+  T counted[lk_max_column_block];  // 1 or 0: !ignored, as T so the gradient loop vectorizes
+  LkColumnSums<T> sums;
   const bool direct = a.col_stride == 1 && (!a.grad || a.grad_col_stride == 1);
   const idx block = lk_column_block<T>(n);
   LkScratch<T> scratch(direct ? 0 : n * block);
@@ -146,6 +147,7 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
       shift[j] = lk_shift_for(shift[j]);
       const std::int64_t t = a.labels[(j0 + j) * a.label_stride];
       ignored[j] = t == a.ignore_index;
+      counted[j] = ignored[j] ? T(0) : T(1);
       target[j] = ignored[j] ? 0 : t;
       w_t[j] = ignored[j] ? T(0) : (a.weight ? a.weight[t] : T(1));
       gap_t[j] = shift[j] - zb.base[target[j] * zb.stride + j];
@@ -169,7 +171,7 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
       eb = direct ? gb : scratch.data;
       e_stride = direct ? a.grad_axis_stride : w;
     }
-    sums = LkColumnSums<T>(w);
+    sums.reset(w);
     T* part = sums.part;
     for (idx c = 0; c < n; ++c) {
       const T* zr = zb.base + c * zb.stride;
@@ -207,7 +209,7 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
 #pragma omp simd
       for (idx j = 0; j < w; ++j) {
         const T v = er[j] * scale[j] - smooth[j] * wc;
-        dst[j] = ignored[j] ? T(0) : v;
+        dst[j] = counted[j] != T(0) ? v : T(0);  // a select, not v * 0: v may be NaN
       }
       if (!direct)
         for (idx j = 0; j < w; ++j) gr[j * a.grad_col_stride] = row[j];
