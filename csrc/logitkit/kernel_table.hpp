@@ -132,6 +132,7 @@ struct LossKernels {
 
 struct KernelTable {
   const char* name;
+  idx vector_bytes;  // width of this target's vectors
   SoftmaxKernels<float> f32;
   SoftmaxKernels<double> f64;
   LossKernels<float> loss_f32;
@@ -152,6 +153,12 @@ inline const SoftmaxKernels<double>& kernels_for<double>(const KernelTable& tabl
 
 template <class T>
 const LossKernels<T>& loss_kernels_for(const KernelTable& table);
+
+// Elements of T in one of the table's vectors.
+template <class T>
+idx lanes_for(const KernelTable& table) {
+  return table.vector_bytes / static_cast<idx>(sizeof(T));
+}
 
 template <>
 inline const LossKernels<float>& loss_kernels_for<float>(const KernelTable& table) {

@@ -64,7 +64,8 @@ constexpr LossKernels<T> loss_kernels() {
 }  // namespace
 
 const KernelTable* kernel_table() {
-  static const KernelTable table{LOGITKIT_TARGET_NAME, softmax_kernels<float>(),
+  static const KernelTable table{LOGITKIT_TARGET_NAME, LOGITKIT_VECTOR_BYTES,
+                                 softmax_kernels<float>(),
                                  softmax_kernels<double>(), loss_kernels<float>(),
                                  loss_kernels<double>()};
   return &table;

@@ -99,7 +99,7 @@ bool cross_entropy_by_columns(const StridedArray& logits, const CrossEntropyArgs
   if (plan.batch.empty()) return false;
   const bool grad_contiguous = !args.grad || plan.axis_stride[3] == 1;
   const bool contiguous_rows = plan.axis_stride[0] == 1 && grad_contiguous;
-  if (contiguous_rows && plan.n > kShortRow) return false;
+  if (contiguous_rows && !short_rows(plan.n, lanes_for<T>(active_kernels()))) return false;
   // The samples to vectorize across: a dimension contiguous in the logits (and gradient)
   // if there is one, else the longest.
   int d = pick_batch_dim(plan, [&](const BatchDim& b) {

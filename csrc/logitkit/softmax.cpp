@@ -31,7 +31,8 @@ void normalize(const StridedArray& x, const StridedArray& out, int axis,
   const idx n = plan.n;
   const idx x_axis = plan.axis_stride[0], out_axis = plan.axis_stride[1];
 
-  if (x_axis == 1 && out_axis == 1 && (n > kShortRow || plan.batch.empty())) {
+  const bool short_row = short_rows(n, lanes_for<T>(active_kernels()));
+  if (x_axis == 1 && out_axis == 1 && (!short_row || plan.batch.empty())) {
     // Contiguous rows: hand the kernel the longest batch dimension as its rows.
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
     if (d < 0) return rows(xp, 0, op, 0, 1, n);
@@ -59,7 +60,8 @@ void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) 
   const idx n = plan.n;
   const idx x_axis = plan.axis_stride[0];
 
-  if ((x_axis == 1 || n <= 1) && (n > kShortRow || plan.batch.empty())) {
+  const bool short_row = short_rows(n, lanes_for<T>(active_kernels()));
+  if ((x_axis == 1 || n <= 1) && (!short_row || plan.batch.empty())) {
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
     if (d < 0) return k.logsumexp_rows(xp, 0, op, 0, 1, n);
     const BatchDim& b = plan.batch[d];
