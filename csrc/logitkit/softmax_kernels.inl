@@ -355,10 +355,18 @@ struct LkColumnSums {
     if ((c + 1) % kSumBlock == 0) flush();
   }
   void flush() {
+    if (sizeof(T) == sizeof(float)) {  // as in LkSum: compensation only for double
 #pragma omp simd
-    for (idx j = 0; j < w; ++j) {
-      lk_kahan_add(total[j], carry[j], static_cast<double>(part[j]));
-      part[j] = 0;
+      for (idx j = 0; j < w; ++j) {
+        total[j] += static_cast<double>(part[j]);
+        part[j] = 0;
+      }
+    } else {
+#pragma omp simd
+      for (idx j = 0; j < w; ++j) {
+        lk_kahan_add(total[j], carry[j], static_cast<double>(part[j]));
+        part[j] = 0;
+      }
     }
   }
 };
