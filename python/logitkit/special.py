@@ -32,8 +32,8 @@ Differences from SciPy, all deliberate:
   wrong places (scipy/scipy#25127); here ``where`` follows NumPy's rules.
 - Results below the normal range (subnormal numbers) come out as 0 from logitkit's
   kernels: ``softmax`` entries below about 1e-308 (float64) or 1e-38 (float32), and
-  ``log_expit(x)`` for ``x`` above about 708 (float64) or 87 (float32), which is +0.0
-  where SciPy gives ``-exp(-x)`` (or -0.0 for ``x = inf``).
+  ``log_expit(x)`` for ``x`` above about 708 (float64) or 87 (float32), which is -0.0
+  where SciPy gives the subnormal ``-exp(-x)`` (both give -0.0 for ``x = inf``).
 
 How the work is done: one axis goes straight to logitkit's kernel; several axes are
 moved to the end and merged, ``axis=None`` is a ravel. float16 (and 8-bit integer)
@@ -1094,9 +1094,10 @@ def log_expit(
 
     Notes
     -----
-    The same ufunc features as :func:`expit` are supported. Results that underflow
-    (``x`` above about 708 in float64, 87 in float32) are +0.0 where SciPy returns
-    ``-exp(-x)`` (a subnormal number, or -0.0): logitkit's kernel flushes them.
+    The same ufunc features as :func:`expit` are supported. Results whose magnitude is
+    below the smallest normal number (``x`` above about 708 in float64, 87 in float32)
+    are -0.0 where SciPy returns the subnormal ``-exp(-x)``: logitkit's kernel flushes
+    them (the sign agrees).
 
     Examples
     --------
