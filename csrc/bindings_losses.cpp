@@ -30,6 +30,8 @@ OptionalView optional_view(const OptArray& a, DType dt, const char* what, bool w
   return v;
 }
 
+py::ssize_t size_of(const OptArray& a) { return a ? a->size() : 0; }
+
 const void* contiguous_data(const OptArray& a, DType dt, const char* what) {
   if (!a) return nullptr;
   if (dtype_of(*a, what) != dt) throw py::type_error(std::string(what) + " has the wrong dtype");
@@ -69,6 +71,7 @@ void register_losses(py::module_& m) {
         args.labels = label_v ? &*label_v : nullptr;
         args.probs = probs_v.get();
         args.weight = contiguous_data(weight, dt, "weight");
+        args.weight_size = size_of(weight);
         args.ignore_index = ignore_index;
         args.smoothing = smoothing;
         args.reduction = static_cast<Reduction>(reduction);
@@ -95,6 +98,7 @@ void register_losses(py::module_& m) {
         args.axis = axis;
         args.labels = &label_v;
         args.weight = contiguous_data(weight, dt, "weight");
+        args.weight_size = size_of(weight);
         args.ignore_index = ignore_index;
         args.reduction = static_cast<Reduction>(reduction);
         args.loss = loss_v.get();

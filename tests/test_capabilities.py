@@ -1,6 +1,9 @@
 """capabilities(), the _set_target testing hook, and __version__."""
 
+import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +88,7 @@ def test_set_target_switches_and_returns_previous():
     assert logitkit.capabilities()["active"] == original
 
 
-@pytest.mark.parametrize("name", ["bogus", "", "AVX2", "sse2"])
+@pytest.mark.parametrize("name", ["bogus", "", "sse2", "avx 2"])
 def test_set_target_rejects_unknown_names(name):
     active = logitkit.capabilities()["active"]
     with pytest.raises(ValueError):
@@ -107,3 +110,23 @@ def test_simd_target_fixture_is_active(simd_target):
     x = random_logits(rng_for("fixture"), (4, 33), np.float32)
     for func in FUNC_NAMES:
         assert_close(call(func, x), ref(func, x), func, np.float32)
+
+
+def test_target_names_match_in_any_case():
+    original = logitkit.capabilities()["active"]
+    try:
+        for name in logitkit.capabilities()["supported"]:
+            logitkit._core._set_target(f" {name.upper()} ")
+            assert logitkit.capabilities()["active"] == name
+    finally:
+        logitkit._core._set_target(original)
+
+
+def test_forced_target_env_accepts_upper_case():
+    # LOGITKIT_SIMD=AVX2 used to make `import logitkit` fail.
+    name = logitkit.capabilities()["supported"][-1]
+    code = "import logitkit; print(logitkit.capabilities()['active'])"
+    env = dict(os.environ, LOGITKIT_SIMD=name.upper())
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == name

@@ -1,9 +1,11 @@
 #include "dispatch.hpp"
 
 #include <atomic>
+#include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #if defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
 #include <immintrin.h>
@@ -121,10 +123,28 @@ const std::vector<Target>& all_targets() {
   return targets;
 }
 
+// Target names match in any case ("AVX2" is "avx2"), ignoring surrounding blanks, so that
+// LOGITKIT_SIMD=AVX2 works as a user would expect.
 const Target* find_target(const std::string& name) {
-  for (const Target& t : all_targets())
-    if (name == t.name) return &t;
+  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  std::size_t begin = 0, end = name.size();
+  while (begin < end && blank(name[begin])) ++begin;
+  while (end > begin && blank(name[end - 1])) --end;
+  for (const Target& t : all_targets()) {
+    const std::string target_name = t.name;
+    if (target_name.size() != end - begin) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < target_name.size() && same; ++i)
+      same = std::tolower(static_cast<unsigned char>(name[begin + i])) == target_name[i];
+    if (same) return &t;
+  }
   return nullptr;
+}
+
+std::string target_list() {
+  std::string names;
+  for (const Target& t : all_targets()) names += (names.empty() ? "" : ", ") + std::string(t.name);
+  return names;
 }
 
 const KernelTable* choose_initial() {
@@ -133,8 +153,10 @@ const KernelTable* choose_initial() {
     const Target* t = find_target(forced);
     // An unknown or unsupported forced target is reported when the module is imported
     // (the bindings call active_kernels() then), not silently replaced by another one.
-    if (!t) throw std::invalid_argument(std::string("LOGITKIT_SIMD=") + forced +
-                                        " is not a compiled-in SIMD target");
+    if (!t)
+      throw std::invalid_argument(std::string("LOGITKIT_SIMD=") + forced +
+                                  " is not a compiled-in SIMD target (compiled: " +
+                                  target_list() + ")");
     if (!t->cpu_can_run())
       throw std::invalid_argument(std::string("LOGITKIT_SIMD=") + forced +
                                   " is not supported by this CPU");
@@ -172,7 +194,9 @@ const KernelTable& active_kernels() {
 
 std::string set_active_target(const std::string& name) {
   const Target* t = find_target(name);
-  if (!t) throw std::invalid_argument("unknown SIMD target '" + name + "'");
+  if (!t)
+    throw std::invalid_argument("unknown SIMD target '" + name + "' (compiled: " +
+                                target_list() + ")");
   if (!t->cpu_can_run())
     throw std::invalid_argument("SIMD target '" + name + "' is not supported by this CPU");
   const KernelTable* previous = active_slot().exchange(t->table(), std::memory_order_acq_rel);

@@ -53,7 +53,9 @@ struct CrossEntropyRows {
   const T* weight;  // n class weights, or null
   T weight_sum;     // sum of the class weights (n without weights)
   T smoothing;      // label smoothing in [0, 1]
-  T* loss;          // per-row loss (always written)
+  // Per-row loss (always written), in double whatever T is: a float32 row's loss may
+  // overflow float32 while the batch's mean does not.
+  double* loss;
   idx loss_stride;
   T* grad;  // gradient rows, or null for the loss only
   idx grad_row_stride;
@@ -75,7 +77,7 @@ struct CrossEntropyCols {
   const T* weight;
   T weight_sum;
   T smoothing;
-  T* loss;
+  double* loss;  // as in CrossEntropyRows
   idx loss_stride;
   T* grad;  // or null
   idx grad_axis_stride;

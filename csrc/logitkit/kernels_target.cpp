@@ -2,6 +2,7 @@
 // avx512, ...) with that target's -m flags and LOGITKIT_TARGET_NS set to a namespace of its
 // own, so no inline function or template instantiation is shared between targets.
 #include <cstdint>
+#include <memory>
 #include <new>
 
 #include "kernel_table.hpp"

@@ -39,7 +39,9 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
 
     if (a.labels) {
       const std::int64_t t = a.labels[r * a.label_stride];
-      if (t == a.ignore_index) {
+      // Labels are validated before any kernel runs; a label that is out of range here
+      // anyway (the caller changed it since) is skipped rather than indexed with.
+      if (t == a.ignore_index || t < 0 || t >= n) {
         // Still take the next row's max (the pipeline needs it); nothing else to do.
         if (next) *next_max = lk_row_max(next, n);
         a.loss[r * a.loss_stride] = 0;
@@ -47,22 +49,25 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
           for (idx c = 0; c < n; ++c) g[c] = 0;
         return;
       }
-      const T gap_t = shift - z[t];  // lse - z_t = (shift - z_t) + log s
+      // The loss is assembled in double: shift - z_c of float32 logits +-3e38 is 6e38,
+      // past float32's range, in a loss that fits it.
+      const double gap_t = double(shift) - double(z[t]);  // lse - z_t = gap_t + log s
       // eps/C sum_c w_c (shift - z_c); -inf logits make it +inf, as they should.
       double smooth_gap = 0;
       if (eps != T(0)) {
         if (a.weight) {
-          for (idx c = 0; c < n; ++c) smooth_gap += double(a.weight[c]) * double(shift - z[c]);
+          for (idx c = 0; c < n; ++c)
+            smooth_gap += double(a.weight[c]) * (double(shift) - double(z[c]));
         } else {
-          for (idx c = 0; c < n; ++c) smooth_gap += double(shift - z[c]);
+          for (idx c = 0; c < n; ++c) smooth_gap += double(shift) - double(z[c]);
         }
       }
       const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
       const T log_s = lk_log(s);
       const T w_t = a.weight ? a.weight[t] : T(1);
-      T loss = keep * w_t * (gap_t + log_s);
+      double loss = double(keep) * double(w_t) * (gap_t + double(log_s));
       if (eps != T(0))
-        loss += eps_per_class * (static_cast<T>(smooth_gap) + a.weight_sum * log_s);
+        loss += double(eps_per_class) * (smooth_gap + double(a.weight_sum) * double(log_s));
       a.loss[r * a.loss_stride] = loss;
       if (g) {
         const T scale = a.grad_scale * (keep * w_t + eps_per_class * a.weight_sum) / s;
@@ -87,11 +92,11 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
     for (idx c = 0; c < n; ++c) {
       const T wy = (w ? w[c] : T(1)) * (keep * y[c] + eps_per_class);
       b_sum += double(wy);
-      d_sum += double(lk_times_nonzero(wy, shift - z[c]));
+      d_sum += wy == T(0) ? 0.0 : double(wy) * (double(shift) - double(z[c]));  // see above
     }
     const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
     const T log_s = lk_log(s);
-    a.loss[r * a.loss_stride] = static_cast<T>(d_sum + b_sum * double(log_s));
+    a.loss[r * a.loss_stride] = d_sum + b_sum * double(log_s);
     if (g) {
       const T scale = a.grad_scale * static_cast<T>(b_sum) / s;
       if (w) {
@@ -123,17 +128,33 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
   const T eps = a.smoothing;
   const T eps_per_class = eps / static_cast<T>(n);
   const T keep = T(1) - eps;
-  T shift[lk_max_column_block];
-  T gap_t[lk_max_column_block];       // shift - z_t
-  T smooth_gap[lk_max_column_block];  // sum_c w_c (shift - z_c)
-  T w_t[lk_max_column_block];
-  T scale[lk_max_column_block];
-  T smooth[lk_max_column_block];
-  T row[lk_max_column_block];
-  std::int64_t target[lk_max_column_block];
-  bool ignored[lk_max_column_block];
-  T counted[lk_max_column_block];  // 1 or 0: !ignored, as T so the gradient loop vectorizes
-  LkColumnSums<T> sums;
+  // Per-sample state of one block, on the heap: about 100 KiB for double, more than a
+  // thread's whole stack on musl (128 KiB).
+  struct Work {
+    T shift[lk_max_column_block];
+    double gap_t[lk_max_column_block];       // shift - z_t (in double, as in the rows kernel)
+    double smooth_gap[lk_max_column_block];  // sum_c w_c (shift - z_c)
+    T w_t[lk_max_column_block];
+    T scale[lk_max_column_block];
+    T smooth[lk_max_column_block];
+    T row[lk_max_column_block];
+    std::int64_t target[lk_max_column_block];
+    bool ignored[lk_max_column_block];
+    T counted[lk_max_column_block];  // 1 or 0: !ignored, as T so the gradient loop vectorizes
+    LkColumnSums<T> sums;
+  };
+  const std::unique_ptr<Work> work(new Work);
+  T* shift = work->shift;
+  double* gap_t = work->gap_t;
+  double* smooth_gap = work->smooth_gap;
+  T* w_t = work->w_t;
+  T* scale = work->scale;
+  T* smooth = work->smooth;
+  T* row = work->row;
+  std::int64_t* target = work->target;
+  bool* ignored = work->ignored;
+  T* counted = work->counted;
+  LkColumnSums<T>& sums = work->sums;
   const bool direct = a.col_stride == 1 && (!a.grad || a.grad_col_stride == 1);
   const idx block = lk_column_block<T>(n);
   LkScratch<T> scratch(direct ? 0 : n * block);
@@ -146,19 +167,20 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
     for (idx j = 0; j < w; ++j) {
       shift[j] = lk_shift_for(shift[j]);
       const std::int64_t t = a.labels[(j0 + j) * a.label_stride];
-      ignored[j] = t == a.ignore_index;
+      // Out of range only if the labels changed since they were validated: skipped.
+      ignored[j] = t == a.ignore_index || t < 0 || t >= n;
       counted[j] = ignored[j] ? T(0) : T(1);
       target[j] = ignored[j] ? 0 : t;
       w_t[j] = ignored[j] ? T(0) : (a.weight ? a.weight[t] : T(1));
-      gap_t[j] = shift[j] - zb.base[target[j] * zb.stride + j];
+      gap_t[j] = double(shift[j]) - double(zb.base[target[j] * zb.stride + j]);
       smooth_gap[j] = 0;
     }
     if (eps != T(0)) {
       for (idx c = 0; c < n; ++c) {
         const T* zr = zb.base + c * zb.stride;
-        const T wc = a.weight ? a.weight[c] : T(1);
+        const double wc = a.weight ? double(a.weight[c]) : 1.0;
 #pragma omp simd
-        for (idx j = 0; j < w; ++j) smooth_gap[j] += wc * (shift[j] - zr[j]);
+        for (idx j = 0; j < w; ++j) smooth_gap[j] += wc * (double(shift[j]) - double(zr[j]));
       }
     }
     // Pass 2: exponentials and their sums. They are kept where the gradient will be: in
@@ -193,9 +215,10 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
     for (idx j = 0; j < w; ++j) {
       const T s = static_cast<T>(sums.total[j]);
       const T log_s = lk_log(s);
-      T loss = keep * w_t[j] * (gap_t[j] + log_s);
-      if (eps != T(0)) loss += eps_per_class * (smooth_gap[j] + a.weight_sum * log_s);
-      a.loss[(j0 + j) * a.loss_stride] = ignored[j] ? T(0) : loss;
+      double loss = double(keep) * double(w_t[j]) * (gap_t[j] + double(log_s));
+      if (eps != T(0))
+        loss += double(eps_per_class) * (smooth_gap[j] + double(a.weight_sum) * double(log_s));
+      a.loss[(j0 + j) * a.loss_stride] = ignored[j] ? 0.0 : loss;
       scale[j] = a.grad_scale * (keep * w_t[j] + eps_per_class * a.weight_sum) / s;
       smooth[j] = ignored[j] ? T(0) : a.grad_scale * eps_per_class;
     }
@@ -255,10 +278,14 @@ void kl_divergence_rows(const KlRows<T>& a) {
                                 static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
     // log p_c - log q_c = (zp_c - shift_p) - (zq_c - shift_q) - (log sp - log sq)
     const T log_ratio = lk_log(sp) - lk_log(sq);
+    // The log ratio in double: (zp - shift_p) - (zq - shift_q) of float32 logits +-3e38
+    // is past float32's range where p_c, and the divergence, are not.
+    const double shift_pq = double(shift_p) - double(shift_q);
     double acc = 0;
     for (idx c = 0; c < n; ++c) {
       const T ep = lk_exp_nonpositive(zp[c] - shift_p);
-      acc += double(lk_times_nonzero(ep, ((zp[c] - shift_p) - (zq[c] - shift_q)) - log_ratio));
+      const double log_pq = ((double(zp[c]) - double(zq[c])) - shift_pq) - double(log_ratio);
+      acc += ep == T(0) ? 0.0 : double(ep) * log_pq;
     }
     a.out[r * a.out_stride] = static_cast<T>(acc / double(sp));
     if (a.grad) {
@@ -286,9 +313,10 @@ void softmax_backward_rows(const T* g, idx g_rs, const T* p, idx p_rs, T* out, i
     double dot_sum = 0;
 #pragma omp simd reduction(+ : dot_sum)
     for (idx c = 0; c < n; ++c) dot_sum += double(gr[c]) * double(pr[c]);
-    const T dot = static_cast<T>(dot_sum);
+    // g - dot in double: with float32 g = +-3e38 it leaves float32's range although
+    // p * (g - dot) does not.
 #pragma omp simd
-    for (idx c = 0; c < n; ++c) o[c] = pr[c] * (gr[c] - dot);
+    for (idx c = 0; c < n; ++c) o[c] = static_cast<T>(double(pr[c]) * (double(gr[c]) - dot_sum));
   }
 }
 
@@ -302,8 +330,9 @@ void log_softmax_backward_rows(const T* g, idx g_rs, const T* logp, idx logp_rs,
     double total = 0;  // in double, as above
 #pragma omp simd reduction(+ : total)
     for (idx c = 0; c < n; ++c) total += double(gr[c]);
-    const T sum = static_cast<T>(total);
+    // In double too: sum(g) of float32 gradients may pass float32's range.
 #pragma omp simd
-    for (idx c = 0; c < n; ++c) o[c] = gr[c] - lk_exp_nonpositive(lr[c]) * sum;
+    for (idx c = 0; c < n; ++c)
+      o[c] = static_cast<T>(double(gr[c]) - double(lk_exp_nonpositive(lr[c])) * total);
   }
 }

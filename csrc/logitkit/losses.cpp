@@ -34,13 +34,20 @@ struct LossBuffer {
   }
 };
 
+// The sum of the per-row losses (in the kernels' double buffer), in C order; for
+// reduction "none" also stores them, rounded to T, in the caller's array.
 template <class T>
-double sum_rows(const StridedArray& logits, const StridedArray& loss, int axis) {
+double finish_rows(const StridedArray& logits, const LossBuffer<double>& rows,
+                   const StridedArray* out, int axis) {
+  const double* values = rows.values.data();
   double total = 0;
-  for_each_row_value({{&logits, true, sizeof(T), false}, {&loss, false, sizeof(T), false}},
-                     axis, [&](const auto& off) {
-                       total += double(static_cast<const T*>(loss.data)[off[1]]);
-                     });
+  for (const double v : rows.values) total += v;
+  if (out) {
+    T* dst = static_cast<T*>(out->data);
+    idx i = 0;
+    for_each_row_value({{&logits, true, sizeof(T), false}, {out, false, sizeof(T), true}}, axis,
+                       [&](const auto& off) { dst[off[1]] = static_cast<T>(values[i++]); });
+  }
   return total;
 }
 
@@ -73,6 +80,13 @@ LossResult check_labels(const StridedArray& logits, const CrossEntropyArgs& args
   return result;
 }
 
+void check_weight(const StridedArray& logits, const CrossEntropyArgs& args) {
+  if (args.axis < 0 || args.axis >= static_cast<int>(logits.shape.size()))
+    throw std::invalid_argument("axis out of range");
+  if (args.weight && args.weight_size != logits.shape[args.axis])
+    throw std::invalid_argument("weight must have one value per class");
+}
+
 idx batch_size(const StridedArray& logits, int axis) {
   idx count = 1;
   for (size_t d = 0; d < logits.shape.size(); ++d)
@@ -88,7 +102,7 @@ bool cross_entropy_by_columns(const StridedArray& logits, const CrossEntropyArgs
                               double grad_scale) {
   std::vector<const StridedArray*> arrays = {&logits, args.labels, &loss};
   std::vector<bool> has_axis = {true, false, false};
-  std::vector<idx> sizes = {sizeof(T), kLabelSize, sizeof(T)};
+  std::vector<idx> sizes = {sizeof(T), kLabelSize, sizeof(double)};
   if (args.grad) {
     arrays.push_back(args.grad);
     has_axis.push_back(true);
@@ -110,7 +124,7 @@ bool cross_entropy_by_columns(const StridedArray& logits, const CrossEntropyArgs
   const LossKernels<T>& kernels = loss_kernels_for<T>(active_kernels());
   const T* z = static_cast<const T*>(logits.data);
   const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
-  T* lo = static_cast<T*>(loss.data);
+  double* lo = static_cast<double*>(loss.data);
   T* g = args.grad ? static_cast<T*>(args.grad->data) : nullptr;
   for_each_position(plan, d, [&](const auto& off) {
     CrossEntropyCols<T> a{};
@@ -144,7 +158,7 @@ void cross_entropy_by_rows(const StridedArray& logits, const CrossEntropyArgs& a
                            double grad_scale) {
   const int axis = args.axis;
   std::vector<RowOperand> ops = {{&logits, true, sizeof(T), false},
-                                 {&loss, false, sizeof(T), true}};
+                                 {&loss, false, sizeof(double), true}};
   const int k_grad = args.grad ? static_cast<int>(ops.size()) : -1;
   if (args.grad) ops.push_back({args.grad, true, sizeof(T), true});
   const int k_target = static_cast<int>(ops.size());
@@ -160,7 +174,7 @@ void cross_entropy_by_rows(const StridedArray& logits, const CrossEntropyArgs& a
     a.logits_row_stride = b.row_stride[0];
     a.rows = b.rows;
     a.n = b.n;
-    a.loss = b.at<T>(1);
+    a.loss = b.at<double>(1);
     a.loss_stride = b.row_stride[1];
     if (k_grad >= 0) {
       a.grad = b.at<T>(k_grad);
@@ -187,6 +201,7 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
   const int axis = args.axis;
   if ((args.labels == nullptr) == (args.probs == nullptr))
     throw std::invalid_argument("cross_entropy takes either labels or probabilities");
+  check_weight(logits, args);
   LossResult result;
   if (args.labels) {
     result = check_labels<T>(logits, args);
@@ -200,8 +215,9 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
   double weight_sum = 0;
   for (idx c = 0; c < n; ++c) weight_sum += weight ? double(weight[c]) : 1.0;
 
-  LossBuffer<T> buffer(logits, axis);
-  const StridedArray& loss = args.loss ? *args.loss : buffer.view;
+  // The kernels write per-row losses in double here; "none" gets them rounded after.
+  LossBuffer<double> buffer(logits, axis);
+  const StridedArray& loss = buffer.view;
   double grad_scale = 1.0;
   // A mean over no rows is 0 with a zero gradient (a fully padded batch); otherwise it
   // divides by the total weight, whatever its sign (PyTorch's weighted mean).
@@ -210,8 +226,7 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
 
   if (n == 0) {
     // No classes: every loss is 0 (an empty sum) and there is no gradient to write.
-    for_each_row_value({{&logits, true, sizeof(T), false}, {&loss, false, sizeof(T), true}},
-                       axis, [&](const auto& off) { static_cast<T*>(loss.data)[off[1]] = 0; });
+    finish_rows<T>(logits, buffer, args.loss, axis);  // the buffer starts zeroed
     return result;
   }
 
@@ -219,36 +234,38 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
       args.labels &&
       cross_entropy_by_columns<T>(logits, args, loss, weight, weight_sum, grad_scale);
   if (!by_columns) cross_entropy_by_rows<T>(logits, args, loss, weight, weight_sum, grad_scale);
-  result.loss_sum = sum_rows<T>(logits, loss, axis);
+  result.loss_sum = finish_rows<T>(logits, buffer, args.loss, axis);
   return result;
 }
 
 template <class T>
 LossResult nll_loss_typed(const StridedArray& log_probs, const CrossEntropyArgs& args) {
   if (!args.labels) throw std::invalid_argument("nll_loss takes labels");
+  check_weight(log_probs, args);
   LossResult result = check_labels<T>(log_probs, args);
   if (result.bad_label >= 0) return result;
   const T* weight = static_cast<const T*>(args.weight);
-  LossBuffer<T> buffer(log_probs, args.axis);
-  const StridedArray& loss = args.loss ? *args.loss : buffer.view;
+  const idx n = log_probs.shape[args.axis];
+  LossBuffer<double> buffer(log_probs, args.axis);
   const idx axis_stride = log_probs.strides[args.axis] / static_cast<idx>(sizeof(T));
   const T* lp = static_cast<const T*>(log_probs.data);
   const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
-  T* out = static_cast<T*>(loss.data);
-  // A gather, one value per row: no vector kernel needed.
+  double* out = buffer.values.data();
+  idx i = 0;
+  // A gather, one value per row: no vector kernel needed. (Labels out of range here were
+  // changed since they were validated: skipped, never indexed with.)
   for_each_row_value({{&log_probs, true, sizeof(T), false},
-                      {args.labels, false, kLabelSize, false},
-                      {&loss, false, sizeof(T), true}},
+                      {args.labels, false, kLabelSize, false}},
                      args.axis, [&](const auto& off) {
                        const std::int64_t t = labels[off[1]];
-                       T value = 0;
-                       if (t != args.ignore_index) {
-                         const T w = weight ? weight[t] : T(1);
-                         value = -(w * lp[off[0] + t * axis_stride]);
+                       double value = 0;
+                       if (t != args.ignore_index && t >= 0 && t < n) {
+                         const double w = weight ? double(weight[t]) : 1.0;
+                         value = -(w * double(lp[off[0] + t * axis_stride]));
                        }
-                       out[off[2]] = value;
+                       out[i++] = value;
                      });
-  result.loss_sum = sum_rows<T>(log_probs, loss, args.axis);
+  result.loss_sum = finish_rows<T>(log_probs, buffer, args.loss, args.axis);
   return result;
 }
 

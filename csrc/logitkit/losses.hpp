@@ -19,6 +19,7 @@ struct CrossEntropyArgs {
   const StridedArray* labels;  // int64, logits' shape without axis; or null
   const StridedArray* probs;   // logits' dtype and shape; or null
   const void* weight;          // C contiguous class weights of logits' dtype; or null
+  idx weight_size;             // how many: must be the number of classes
   std::int64_t ignore_index;
   double smoothing;
   Reduction reduction;

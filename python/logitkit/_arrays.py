@@ -76,22 +76,66 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype[Any], name: str 
         raise TypeError(f"{name} has dtype {out.dtype}, expected dtype {dtype}")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    if self_overlapping(out):
+        raise ValueError(
+            f"{name} overlaps itself: some of its elements share memory (a view made with "
+            "np.lib.stride_tricks.as_strided or a zero stride), so it cannot hold a result"
+        )
 
 
-def direct_out(out: NDArray[Any], a: NDArray[Any]) -> bool:
-    """Whether the core may write straight into ``out`` while reading ``a``.
+def self_overlapping(a: NDArray[Any]) -> bool:
+    """Whether two elements of ``a`` may share memory (e.g. an ``as_strided`` view).
 
-    It may when ``out`` is aligned, native and either is ``a`` exactly (in place: every
-    kernel reads an element before writing the same element) or does not overlap ``a``.
-    Partial overlap, or an unaligned ``out``, goes through a temporary.
+    A sufficient test for disjointness: sorted by size, each stride must step past
+    everything the smaller dimensions span. Views NumPy makes by slicing, transposing or
+    reshaping always pass; only hand-made strides can fail it.
+    """
+    if a.size <= 1:
+        return False
+    extent = a.itemsize
+    for stride, n in sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1):
+        if stride < extent:
+            return True
+        extent += stride * (n - 1)
+    return False
+
+
+def direct_out(out: NDArray[Any], a: NDArray[Any], *inputs: NDArray[Any] | None) -> bool:
+    """Whether the core may write straight into ``out`` while reading ``a`` and ``inputs``.
+
+    It may when ``out`` is aligned, native, shares no memory with any of ``inputs`` (targets,
+    labels, weights: read after outputs are written) and either is ``a`` exactly (in place:
+    every kernel reads an element of ``a`` before writing the same element) or does not
+    overlap ``a``. Anything else goes through a temporary.
     """
     if out.dtype is not a.dtype and out.dtype != a.dtype:
         return False
     if not out.flags.aligned or not out.dtype.isnative:
         return False
+    for b in inputs:
+        if b is not None and np.may_share_memory(out, b):
+            return False
     if out is a or not np.may_share_memory(out, a):
         return True
     return bool(
         out.__array_interface__["data"][0] == a.__array_interface__["data"][0]
         and out.strides == a.strides
     )
+
+
+def cast_result(a: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``a`` in the result dtype (float16 results are computed in float32).
+
+    A value beyond float16's range becomes +-inf, which is what the result is in float16;
+    NumPy's "overflow encountered in cast" warning says nothing the caller can act on.
+    """
+    if a.dtype == dtype:
+        return a
+    with np.errstate(over="ignore"):
+        return a.astype(dtype)
+
+
+def copy_result(out: NDArray[Any], result: NDArray[Any]) -> None:
+    """Copy a computed result into the caller's ``out`` (casting as :func:`cast_result`)."""
+    with np.errstate(over="ignore"):
+        np.copyto(out, result, casting="same_kind")

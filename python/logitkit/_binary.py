@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import as_float_array, check_out
+from ._arrays import as_float_array, cast_result, check_out, copy_result, direct_out
 from ._cross_entropy import reduce_losses, reduction_code
 from ._typing import FloatArray, Loss, Reduction
 
@@ -22,19 +22,17 @@ def _elementwise(kernel: _Kernel, x: ArrayLike, out: FloatArray | None) -> Any:
     src = a if a.flags.c_contiguous else np.ascontiguousarray(a)
     if out is not None:
         check_out(out, a.shape, result_dtype)
-        if out.dtype == src.dtype and out.flags.c_contiguous and out.flags.aligned and (
-            out is a or not np.may_share_memory(out, src) or out.ctypes.data == src.ctypes.data
-        ):
+        if out.flags.c_contiguous and direct_out(out, src):
             kernel(src, out)
             return out
         result = np.empty_like(src)
         kernel(src, result)
-        np.copyto(out, result, casting="same_kind")
+        copy_result(out, result)
         return out
     result = np.empty_like(src)
     kernel(src, result)
     if result_dtype != result.dtype:
-        result = result.astype(result_dtype)
+        result = cast_result(result, result_dtype)
     return result[()] if result.ndim == 0 else result
 
 
@@ -191,7 +189,8 @@ def binary_cross_entropy(
     """
     z, result_dtype = as_float_array(logits, "logits")
     code = reduction_code(reduction)
-    zc = np.ascontiguousarray(z)
+    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
+    zc = z if z.flags.c_contiguous else z.copy(order="C")
     t = np.asarray(target)
     if t.shape != z.shape:
         raise ValueError(f"target has shape {t.shape}, expected the logits' shape {z.shape}")
@@ -213,16 +212,14 @@ def binary_cross_entropy(
     if return_grad:
         if grad_out is not None:
             check_out(grad_out, z.shape, result_dtype, "grad_out")
+        # Elementwise: each logit is read before its gradient is written, so the gradient
+        # may go straight into grad_out, even when that is the logits themselves; any
+        # other overlap (with the target or the weights) goes through a temporary.
         writable_in_place = (
             grad_out is not None
-            and grad_out.dtype == zc.dtype
             and grad_out.flags.c_contiguous
-            and grad_out.flags.aligned
-            and (not np.may_share_memory(grad_out, zc) or grad_out.ctypes.data == zc.ctypes.data)
-            and not np.may_share_memory(grad_out, y)
+            and direct_out(grad_out, zc, y, w, pw)
         )
-        # Elementwise: each logit is read before its gradient is written, so the gradient
-        # may go straight into grad_out, even when that is the logits themselves.
         grad = grad_out if writable_in_place else np.empty_like(zc)
     size = zc.size
     scale = 1.0 / size if code == 2 and size else 1.0
@@ -232,7 +229,7 @@ def binary_cross_entropy(
         return loss
     if grad_out is not None:
         if grad is not grad_out:
-            np.copyto(grad_out, grad, casting="same_kind")
+            copy_result(grad_out, grad)
         return loss, grad_out
-    result: FloatArray = grad.astype(result_dtype, copy=False)
+    result: FloatArray = cast_result(grad, result_dtype)
     return loss, result

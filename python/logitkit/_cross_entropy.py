@@ -10,7 +10,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import as_float_array, check_out, direct_out, normalize_axis
+from ._arrays import (
+    as_float_array,
+    cast_result,
+    check_out,
+    copy_result,
+    direct_out,
+    normalize_axis,
+)
 from ._typing import FloatArray, Loss, Reduction
 
 __all__ = ["cross_entropy", "nll_loss"]
@@ -46,10 +53,33 @@ def _class_weights(weight: ArrayLike | None, n: int, dtype: np.dtype[Any]) -> ND
     return np.ascontiguousarray(w, dtype=dtype)
 
 
+_INT64_MIN = -(2**63)
+_INT64_END = 2**63
+
+
+def _ignore_index(ignore_index: int) -> int:
+    ignore = operator.index(ignore_index)
+    if not _INT64_MIN <= ignore < _INT64_END:
+        raise ValueError(
+            f"ignore_index={ignore} does not fit in a 64-bit signed integer "
+            "(class indices are compared as int64)"
+        )
+    return ignore
+
+
 def _labels(
-    target: ArrayLike, batch_shape: tuple[int, ...], axis: int, n_classes: int, what: str = "target"
+    target: ArrayLike,
+    batch_shape: tuple[int, ...],
+    axis: int,
+    n_classes: int,
+    ignore_index: int,
+    what: str = "target",
 ) -> NDArray[np.int64]:
-    """Integer class indices as an aligned native int64 array of the batch shape."""
+    """Integer class indices as an aligned native int64 array of the batch shape.
+
+    Raises IndexError for unsigned indices that int64 cannot hold (they would wrap to
+    negative numbers, one of which may be ``ignore_index``); the core checks the rest.
+    """
     t = target if type(target) is np.ndarray else np.asarray(target)
     kind = t.dtype.kind
     if kind not in "iu":
@@ -61,19 +91,25 @@ def _labels(
             f"integer {what} has shape {t.shape}, expected shape {batch_shape} "
             f"(the input's shape without axis {axis}, which has the {n_classes} classes)"
         )
+    if kind == "u" and t.dtype.itemsize == 8 and t.size:
+        too_big = t >= np.uint64(_INT64_END)
+        if too_big.any():
+            position = int(np.argmax(too_big))  # the first, in C order
+            value = int(t.reshape(-1)[position]) if t.ndim else int(t)
+            raise _bad_label(position, value, batch_shape, n_classes, ignore_index)
     if t.dtype != np.int64 or not t.dtype.isnative or not t.flags.aligned:
         t = t.astype(np.int64)
     return t
 
 
 def _target(
-    target: ArrayLike, z: NDArray[Any], axis: int, batch_shape: tuple[int, ...]
+    target: ArrayLike, z: NDArray[Any], axis: int, batch_shape: tuple[int, ...], ignore_index: int
 ) -> tuple[NDArray[np.int64] | None, NDArray[Any] | None]:
     """Split a cross-entropy target into (labels, probabilities); one of them is None."""
     t = target if type(target) is np.ndarray else np.asarray(target)
     kind = t.dtype.kind
     if kind in "iu":
-        return _labels(t, batch_shape, axis, z.shape[axis]), None
+        return _labels(t, batch_shape, axis, z.shape[axis], ignore_index), None
     if kind == "f":
         if t.shape != z.shape:
             raise ValueError(
@@ -102,14 +138,22 @@ def _bad_label(
 
 
 def _grad_buffer(
-    grad_out: FloatArray | None, z: NDArray[Any], result_dtype: np.dtype[Any]
+    grad_out: FloatArray | None,
+    z: NDArray[Any],
+    result_dtype: np.dtype[Any],
+    *inputs: NDArray[Any] | None,
 ) -> tuple[NDArray[Any], FloatArray]:
-    """(array the core writes the gradient to, array returned to the caller)."""
+    """(array the core writes the gradient to, array returned to the caller).
+
+    The core writes straight into ``grad_out`` only when it is the logits exactly or
+    shares no memory with them nor with any of ``inputs`` (labels, probabilities, class
+    weights), which the kernels read again after writing earlier rows' gradients.
+    """
     if grad_out is None:
         grad = np.empty_like(z)
         return grad, grad
     check_out(grad_out, z.shape, result_dtype, "grad_out")
-    if direct_out(grad_out, z):
+    if direct_out(grad_out, z, *inputs):
         return grad_out, grad_out
     return np.empty_like(z), grad_out
 
@@ -130,7 +174,7 @@ def reduce_losses(
     """
     if code == 0:
         assert loss_array is not None
-        losses: FloatArray = loss_array.astype(result_dtype, copy=False)
+        losses: FloatArray = cast_result(loss_array, result_dtype)
         return losses
     if code == 1:
         value = total
@@ -140,7 +184,8 @@ def reduce_losses(
         value = total / denominator
     else:
         value = math.nan if total == 0 else math.copysign(math.inf, total)
-    scalar: np.floating[Any] = result_dtype.type(value)
+    with np.errstate(over="ignore"):  # a float16 total past 65504 is inf, quietly
+        scalar: np.floating[Any] = result_dtype.type(value)
     return scalar
 
 
@@ -280,15 +325,15 @@ def cross_entropy(
     ax = normalize_axis(axis, z.ndim)
     code = reduction_code(reduction)
     eps = _smoothing(label_smoothing)
-    ignore = operator.index(ignore_index)
+    ignore = _ignore_index(ignore_index)
     n = z.shape[ax]
     batch_shape = z.shape[:ax] + z.shape[ax + 1 :]
     w = _class_weights(weight, n, z.dtype)
-    labels, probs = _target(target, z, ax, batch_shape)
+    labels, probs = _target(target, z, ax, batch_shape, ignore)
     grad: NDArray[Any] | None = None
     returned: FloatArray | None = None
     if return_grad:
-        grad, returned = _grad_buffer(grad_out, z, result_dtype)
+        grad, returned = _grad_buffer(grad_out, z, result_dtype, labels, probs, w)
     loss_array = np.empty(batch_shape, dtype=z.dtype) if code == 0 else None
     bad, bad_value, total, denominator, counted = _core.cross_entropy(
         z, labels, probs, w, ignore, eps, code, loss_array, grad, ax
@@ -299,9 +344,9 @@ def cross_entropy(
     if grad is None or returned is None:
         return loss
     if grad is not returned:
-        np.copyto(returned, grad, casting="same_kind")
+        copy_result(returned, grad)
     elif grad.dtype != result_dtype:
-        returned = grad.astype(result_dtype)
+        returned = cast_result(grad, result_dtype)
     return loss, returned
 
 
@@ -344,11 +389,11 @@ def nll_loss(
     lp, result_dtype = as_float_array(log_probs, "log_probs")
     ax = normalize_axis(axis, lp.ndim)
     code = reduction_code(reduction)
-    ignore = operator.index(ignore_index)
+    ignore = _ignore_index(ignore_index)
     n = lp.shape[ax]
     batch_shape = lp.shape[:ax] + lp.shape[ax + 1 :]
     w = _class_weights(weight, n, lp.dtype)
-    labels = _labels(target, batch_shape, ax, n)
+    labels = _labels(target, batch_shape, ax, n, ignore)
     loss_array = np.empty(batch_shape, dtype=lp.dtype) if code == 0 else None
     bad, bad_value, total, denominator, counted = _core.nll_loss(
         lp, labels, w, ignore, code, loss_array, ax

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import as_float_array, normalize_axis
+from ._arrays import as_float_array, cast_result, copy_result, normalize_axis
 from ._cross_entropy import reduce_losses, reduction_code
 from ._typing import FloatArray, Loss, Reduction
 
@@ -61,7 +61,7 @@ def entropy(logits: ArrayLike, *, axis: int = -1, base: float | None = None) -> 
     if scale != 1.0:
         out /= out.dtype.type(scale)
     if out.dtype != result_dtype:
-        out = out.astype(result_dtype)
+        out = cast_result(out, result_dtype)
     return out[()] if out.ndim == 0 else out
 
 
@@ -154,7 +154,7 @@ def kl_divergence(
         out /= out.dtype.type(scale)
     kl: Any
     if code == 0:
-        per_row = out.astype(result_dtype, copy=False)
+        per_row = cast_result(out, result_dtype)
         kl = per_row[()] if per_row.ndim == 0 else per_row
     else:
         total = float(out.sum(dtype=np.float64))
@@ -162,5 +162,5 @@ def kl_divergence(
     if grad is None:
         loss: Loss = kl
         return loss
-    result: FloatArray = grad.astype(result_dtype, copy=False)
+    result: FloatArray = cast_result(grad, result_dtype)
     return kl, result

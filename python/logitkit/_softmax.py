@@ -9,7 +9,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._typing import FloatArray
-from ._arrays import as_float_array, check_out, direct_out, normalize_axis
+from ._arrays import (
+    as_float_array,
+    cast_result,
+    check_out,
+    copy_result,
+    direct_out,
+    normalize_axis,
+)
 
 __all__ = [
     "softmax",
@@ -32,14 +39,14 @@ def _normalize(kernel: _Kernel, x: ArrayLike, axis: int, out: FloatArray | None)
     if out is None:
         result = np.empty_like(a)
         kernel(a, result, ax)
-        return result if result_dtype is a.dtype else result.astype(result_dtype)
+        return result if result_dtype is a.dtype else cast_result(result, result_dtype)
     check_out(out, a.shape, result_dtype)
     if direct_out(out, a):
         kernel(a, out, ax)
     else:
         result = np.empty_like(a)
         kernel(a, result, ax)
-        np.copyto(out, result, casting="same_kind")
+        copy_result(out, result)
     return out
 
 
@@ -165,7 +172,7 @@ def logsumexp(
         result = np.empty(reduced, dtype=a.dtype)
         _core.logsumexp(a, result, ax)
         if result_dtype is not a.dtype:
-            result = result.astype(result_dtype)
+            result = cast_result(result, result_dtype)
         if keepdims:
             return np.expand_dims(result, ax)
         return result[()] if result.ndim == 0 else result
@@ -177,7 +184,7 @@ def logsumexp(
     else:
         result = np.empty(reduced, dtype=a.dtype)
         _core.logsumexp(a, result, ax)
-        np.copyto(out, result.reshape(expected), casting="same_kind")
+        copy_result(out, result.reshape(expected))
     return out
 
 
@@ -201,7 +208,7 @@ def _backward(
     if out is None:
         result = np.empty_like(a)
         kernel(g, a, result, ax)
-        return result if result.dtype == result_dtype else result.astype(result_dtype)
+        return result if result.dtype == result_dtype else cast_result(result, result_dtype)
     check_out(out, a.shape, result_dtype)
     # Each row is read in full before any of it is written, so out may be either input.
     if direct_out(out, a) and direct_out(out, g):
@@ -209,7 +216,7 @@ def _backward(
     else:
         result = np.empty_like(a)
         kernel(g, a, result, ax)
-        np.copyto(out, result, casting="same_kind")
+        copy_result(out, result)
     return out
 
 
@@ -296,7 +303,10 @@ def softmax_jacobian(probs: ArrayLike, *, axis: int = -1) -> FloatArray:
     a, result_dtype = as_float_array(probs, "probs")
     ax = normalize_axis(axis, a.ndim)
     p = np.moveaxis(a, ax, -1)
-    jac: FloatArray = -p[..., :, None] * p[..., None, :]
     classes = np.arange(p.shape[-1])
-    jac[..., classes, classes] += p
-    return jac if jac.dtype == result_dtype else jac.astype(result_dtype)
+    # Probabilities that are inf or NaN (not a distribution) give NaN entries, as the
+    # formula does, without NumPy's "invalid value" warnings.
+    with np.errstate(invalid="ignore", over="ignore"):
+        jac: FloatArray = -p[..., :, None] * p[..., None, :]
+        jac[..., classes, classes] += p
+    return jac if jac.dtype == result_dtype else cast_result(jac, result_dtype)
