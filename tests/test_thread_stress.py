@@ -19,14 +19,12 @@ Two runs:
   which a tolerance would let through, while the exact check costs only one
   precomputation per target.
 
-  For that to be a valid expectation, every target must take the same path for the
-  shapes used: the core loads the active kernel table more than once per call (once to
-  choose between its row and column kernels, by the target's vector width, and again
-  for the kernels), so a call that straddles a switch can run target A's kernels on the
-  path target B would choose. Those two decisions differ between targets only for axis
-  lengths 17 to 31 (``short_rows`` in csrc/logitkit/axis_plan.hpp), where such a call's
-  result is a valid rounding that matches no single target; the switching run
-  therefore uses axis lengths outside 17..31 only (``_PATH_DEPENDS_ON_TARGET``).
+  That is a valid expectation because the core reads the active target once per call:
+  the row-or-column choice (by the target's vector width, which differs between targets
+  for axis lengths 17 to 31, ``short_rows`` in csrc/logitkit/axis_plan.hpp) and the
+  kernels come from the same target. (They once came from two reads, and a call that
+  straddled a switch could run one target's kernels on the other's path; the 24-class
+  inputs below are there for that.)
 
 Threads start together on a barrier, are daemons, and are joined with a timeout, so a
 deadlock fails the test instead of hanging the run.
@@ -76,6 +74,8 @@ def _make_inputs():
     tall32 = logits((37, 300), np.float32)  # .T: Fortran-ordered, axis 0 of 300 classes
     rev64 = logits((50, 100), np.float64)
     return {
+        "short24_32": logits((300, 24), np.float32),  # row or column kernel by target
+        "labels_short24": _readonly(rng.integers(0, 24, size=300)),
         "big32": big32,
         "rows64": rows64,
         "strided32": wide32[:, ::2],  # 40 classes, stride 2 along the axis
@@ -118,6 +118,10 @@ def _make_jobs(a):
         "log_softmax rows64": lambda: with_out(logitkit.log_softmax, a["rows64"]),
         "log_softmax reversed64": lambda: (logitkit.log_softmax(a["reversed64"]),),
         "log_softmax T32 axis0": lambda: (logitkit.log_softmax(a["T32"], axis=0),),
+        "softmax short24_32": lambda: (logitkit.softmax(a["short24_32"]),),
+        "logsumexp short24_32": lambda: (logitkit.logsumexp(a["short24_32"]),),
+        "cross_entropy labels short24_32": lambda: logitkit.cross_entropy(
+            a["short24_32"], a["labels_short24"], return_grad=True),
         "logsumexp big32": lambda: (logitkit.logsumexp(a["big32"]),),
         "logsumexp cube64 axis1": lambda: (logitkit.logsumexp(a["cube64"], axis=1,
                                                               keepdims=True),),
@@ -152,12 +156,6 @@ def _make_jobs(a):
         "log_softmax_backward reversed64": lambda: logitkit.log_softmax_backward(
             a["grad_reversed64"], a["reversed64"]),
     }
-
-
-def _path_depends_on_target(inputs):
-    """Whether some input has an axis of length 17..31 (see the module docstring)."""
-    return any(isinstance(v, np.ndarray) and any(17 <= n <= 31 for n in v.shape)
-               for v in inputs.values())
 
 
 def _fingerprint(results):
@@ -230,7 +228,6 @@ def test_threads_on_one_target(simd_target):
 
 def test_threads_while_the_target_switches():
     inputs = _make_inputs()
-    assert not _path_depends_on_target(inputs)
     jobs = _make_jobs(inputs)
     original = logitkit._core.active_target()
     expected = {name: set() for name in jobs}

@@ -97,9 +97,9 @@ idx batch_size(const StridedArray& logits, int axis) {
 // Short rows, or a class axis that is not contiguous: the column kernel, vectorized across
 // samples. Returns false when the rows kernel should run instead.
 template <class T>
-bool cross_entropy_by_columns(const StridedArray& logits, const CrossEntropyArgs& args,
-                              const StridedArray& loss, const T* weight, double weight_sum,
-                              double grad_scale) {
+bool cross_entropy_by_columns(const KernelTable& table, const StridedArray& logits,
+                              const CrossEntropyArgs& args, const StridedArray& loss,
+                              const T* weight, double weight_sum, double grad_scale) {
   std::vector<const StridedArray*> arrays = {&logits, args.labels, &loss};
   std::vector<bool> has_axis = {true, false, false};
   std::vector<idx> sizes = {sizeof(T), kLabelSize, sizeof(double)};
@@ -113,7 +113,7 @@ bool cross_entropy_by_columns(const StridedArray& logits, const CrossEntropyArgs
   if (plan.batch.empty()) return false;
   const bool grad_contiguous = !args.grad || plan.axis_stride[3] == 1;
   const bool contiguous_rows = plan.axis_stride[0] == 1 && grad_contiguous;
-  if (contiguous_rows && !short_rows(plan.n, lanes_for<T>(active_kernels()))) return false;
+  if (contiguous_rows && !short_rows(plan.n, lanes_for<T>(table))) return false;
   // The samples to vectorize across: a dimension contiguous in the logits (and gradient)
   // if there is one, else the longest.
   int d = pick_batch_dim(plan, [&](const BatchDim& b) {
@@ -121,7 +121,7 @@ bool cross_entropy_by_columns(const StridedArray& logits, const CrossEntropyArgs
   });
   if (d < 0) d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
   const BatchDim& b = plan.batch[d];
-  const LossKernels<T>& kernels = loss_kernels_for<T>(active_kernels());
+  const LossKernels<T>& kernels = loss_kernels_for<T>(table);
   const T* z = static_cast<const T*>(logits.data);
   const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
   double* lo = static_cast<double*>(loss.data);
@@ -153,9 +153,9 @@ bool cross_entropy_by_columns(const StridedArray& logits, const CrossEntropyArgs
 }
 
 template <class T>
-void cross_entropy_by_rows(const StridedArray& logits, const CrossEntropyArgs& args,
-                           const StridedArray& loss, const T* weight, double weight_sum,
-                           double grad_scale) {
+void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
+                           const CrossEntropyArgs& args, const StridedArray& loss,
+                           const T* weight, double weight_sum, double grad_scale) {
   const int axis = args.axis;
   std::vector<RowOperand> ops = {{&logits, true, sizeof(T), false},
                                  {&loss, false, sizeof(double), true}};
@@ -167,7 +167,7 @@ void cross_entropy_by_rows(const StridedArray& logits, const CrossEntropyArgs& a
   else
     ops.push_back({args.probs, true, sizeof(T), false});
 
-  const LossKernels<T>& kernels = loss_kernels_for<T>(active_kernels());
+  const LossKernels<T>& kernels = loss_kernels_for<T>(table);
   run_rows<T>(ops, axis, [&](const RowBatch& b) {
     CrossEntropyRows<T> a{};
     a.logits = b.at<const T>(0);
@@ -230,10 +230,14 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
     return result;
   }
 
+  // The target is read once: the choice of kernel depends on its vector width, and a
+  // switch by another thread must not pair one target's choice with another's kernels.
+  const KernelTable& table = active_kernels();
   const bool by_columns =
       args.labels &&
-      cross_entropy_by_columns<T>(logits, args, loss, weight, weight_sum, grad_scale);
-  if (!by_columns) cross_entropy_by_rows<T>(logits, args, loss, weight, weight_sum, grad_scale);
+      cross_entropy_by_columns<T>(table, logits, args, loss, weight, weight_sum, grad_scale);
+  if (!by_columns)
+    cross_entropy_by_rows<T>(table, logits, args, loss, weight, weight_sum, grad_scale);
   result.loss_sum = finish_rows<T>(logits, buffer, args.loss, axis);
   return result;
 }

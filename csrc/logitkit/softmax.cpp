@@ -22,7 +22,7 @@ int column_dim(const AxisPlan& plan) {
 // softmax and log_softmax: out has x's shape.
 template <class T>
 void normalize(const StridedArray& x, const StridedArray& out, int axis,
-               void (*rows)(const T*, idx, T*, idx, idx, idx),
+               idx lanes, void (*rows)(const T*, idx, T*, idx, idx, idx),
                void (*cols)(const T*, idx, idx, T*, idx, idx, idx, idx)) {
   const AxisPlan plan = plan_axis({&x, &out}, {true, true}, axis, {sizeof(T), sizeof(T)});
   if (plan.empty_batch || plan.n == 0) return;
@@ -31,7 +31,7 @@ void normalize(const StridedArray& x, const StridedArray& out, int axis,
   const idx n = plan.n;
   const idx x_axis = plan.axis_stride[0], out_axis = plan.axis_stride[1];
 
-  const bool short_row = short_rows(n, lanes_for<T>(active_kernels()));
+  const bool short_row = short_rows(n, lanes);
   if (x_axis == 1 && out_axis == 1 && (!short_row || plan.batch.empty())) {
     // Contiguous rows: hand the kernel the longest batch dimension as its rows.
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
@@ -52,7 +52,10 @@ void normalize(const StridedArray& x, const StridedArray& out, int axis,
 
 template <class T>
 void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) {
-  const SoftmaxKernels<T>& k = kernels_for<T>(active_kernels());
+  // The target is read once per call (here and below): the row/column choice depends on
+  // its vector width, and must go with that target's kernels if another thread switches.
+  const KernelTable& table = active_kernels();
+  const SoftmaxKernels<T>& k = kernels_for<T>(table);
   const AxisPlan plan = plan_axis({&x, &out}, {true, false}, axis, {sizeof(T), sizeof(T)});
   if (plan.empty_batch) return;
   const T* xp = static_cast<const T*>(x.data);
@@ -60,7 +63,7 @@ void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) 
   const idx n = plan.n;
   const idx x_axis = plan.axis_stride[0];
 
-  const bool short_row = short_rows(n, lanes_for<T>(active_kernels()));
+  const bool short_row = short_rows(n, lanes_for<T>(table));
   if ((x_axis == 1 || n <= 1) && (!short_row || plan.batch.empty())) {
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
     if (d < 0) return k.logsumexp_rows(xp, 0, op, 0, 1, n);
@@ -80,14 +83,16 @@ void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) 
 
 template <class T>
 void softmax_typed(const StridedArray& x, const StridedArray& out, int axis) {
-  const SoftmaxKernels<T>& k = kernels_for<T>(active_kernels());
-  normalize<T>(x, out, axis, k.softmax_rows, k.softmax_cols);
+  const KernelTable& table = active_kernels();
+  const SoftmaxKernels<T>& k = kernels_for<T>(table);
+  normalize<T>(x, out, axis, lanes_for<T>(table), k.softmax_rows, k.softmax_cols);
 }
 
 template <class T>
 void log_softmax_typed(const StridedArray& x, const StridedArray& out, int axis) {
-  const SoftmaxKernels<T>& k = kernels_for<T>(active_kernels());
-  normalize<T>(x, out, axis, k.log_softmax_rows, k.log_softmax_cols);
+  const KernelTable& table = active_kernels();
+  const SoftmaxKernels<T>& k = kernels_for<T>(table);
+  normalize<T>(x, out, axis, lanes_for<T>(table), k.log_softmax_rows, k.log_softmax_cols);
 }
 
 template <class T>
