@@ -55,11 +55,14 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
       // eps/C sum_c w_c (shift - z_c); -inf logits make it +inf, as they should.
       double smooth_gap = 0;
       if (eps != T(0)) {
+        const double shift_d = double(shift);
         if (a.weight) {
-          for (idx c = 0; c < n; ++c)
-            smooth_gap += double(a.weight[c]) * (double(shift) - double(z[c]));
+          const T* w = a.weight;
+#pragma omp simd reduction(+ : smooth_gap)
+          for (idx c = 0; c < n; ++c) smooth_gap += double(w[c]) * (shift_d - double(z[c]));
         } else {
-          for (idx c = 0; c < n; ++c) smooth_gap += double(shift) - double(z[c]);
+#pragma omp simd reduction(+ : smooth_gap)
+          for (idx c = 0; c < n; ++c) smooth_gap += shift_d - double(z[c]);
         }
       }
       const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
@@ -89,10 +92,21 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
     const T* y = a.probs + r * a.probs_row_stride;
     const T* w = a.weight;
     double b_sum = 0, d_sum = 0;
-    for (idx c = 0; c < n; ++c) {
-      const T wy = (w ? w[c] : T(1)) * (keep * y[c] + eps_per_class);
-      b_sum += double(wy);
-      d_sum += wy == T(0) ? 0.0 : double(wy) * (double(shift) - double(z[c]));  // see above
+    const double shift_d = double(shift);
+    if (w) {
+#pragma omp simd reduction(+ : b_sum, d_sum)
+      for (idx c = 0; c < n; ++c) {
+        const T wy = w[c] * (keep * y[c] + eps_per_class);
+        b_sum += double(wy);
+        d_sum += wy == T(0) ? 0.0 : double(wy) * (shift_d - double(z[c]));  // see above
+      }
+    } else {
+#pragma omp simd reduction(+ : b_sum, d_sum)
+      for (idx c = 0; c < n; ++c) {
+        const T wy = keep * y[c] + eps_per_class;
+        b_sum += double(wy);
+        d_sum += wy == T(0) ? 0.0 : double(wy) * (shift_d - double(z[c]));
+      }
     }
     const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
     const T log_s = lk_log(s);
