@@ -241,3 +241,16 @@ def test_seed001_stable_softmax(simd_target, dtype):
     assert lse.shape == ()
     assert_close(np.asarray(lse), reference.logsumexp(scores, -1), "logsumexp",
                  expected_dtype)
+
+
+# The README's claim about long rows: float32 log_softmax over 2^20 classes with a
+# dominant logit stays within 2e-7 * max(1, |result|) of the float64 result (1-2 float32
+# ulps of the larger of 1 and the value), on every target.
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_readme_claim_long_row_log_softmax_float32(simd_target, seed):
+    x = np.random.default_rng(seed).standard_normal(2**20)
+    x[2**20 // 3] = 20.0
+    x32 = x.astype(np.float32)
+    expected = reference.log_softmax(x32)
+    err = np.abs(logitkit.log_softmax(x32).astype(np.float64) - expected)
+    assert np.max(err / np.maximum(1.0, np.abs(expected))) <= 2e-7
