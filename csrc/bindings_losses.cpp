@@ -119,18 +119,18 @@ void register_losses(py::module_& m) {
 
   m.def(
       "kl_divergence",
-      [](const py::array& p, const py::array& q, const py::array& out, const OptArray& grad,
-         double grad_scale, int axis) {
+      [](const py::array& p, const py::array& q, const py::array& out, double out_scale,
+         const OptArray& grad, double grad_scale, int axis) {
         const DType dt = dtype_of(p, "p_logits");
         const StridedArray pv = view_of(p, "p_logits", false);
         const StridedArray qv = view_as(q, dt, "q_logits", false);
         const StridedArray ov = view_as(out, dt, "out", true);
         const OptionalView gv = optional_view(grad, dt, "grad", true);
         py::gil_scoped_release release;  // only these buffers are touched
-        logitkit::kl_divergence(dt, pv, qv, ov, gv.get(), grad_scale, axis);
+        logitkit::kl_divergence(dt, pv, qv, ov, out_scale, gv.get(), grad_scale, axis);
       },
-      py::arg("p"), py::arg("q"), py::arg("out"), py::arg("grad"), py::arg("grad_scale"),
-      py::arg("axis"));
+      py::arg("p"), py::arg("q"), py::arg("out"), py::arg("out_scale"), py::arg("grad"),
+      py::arg("grad_scale"), py::arg("axis"));
 
   auto backward = [](auto fn) {
     return [fn](const py::array& g, const py::array& y, const py::array& out, int axis) {

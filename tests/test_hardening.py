@@ -359,3 +359,77 @@ def test_threads_do_not_share_column_state():
         t.join(60)
     for r in results:
         np.testing.assert_array_equal(r[1], expected[1])
+
+
+# ---------------------------------------------------------------------------------------
+# found by the differential fuzzer (tests/fuzzing.py)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape_axis", [((1, 2), -1), ((2, 40), -1), ((2, 3000), 0)],
+                         ids=["short", "row", "column"])
+def test_cross_entropy_with_plus_inf_on_another_class_is_inf(simd_target, dtype, shape_axis):
+    # lse = +inf, so lse - z_t = +inf for a finite z_t (was NaN).
+    shape, axis = shape_axis
+    z = np.zeros(shape, dtype)
+    other = (slice(None), 1) if axis == -1 else (1, slice(None))
+    z[other] = np.inf
+    n = shape[axis]
+    labels = np.zeros(z.shape[0] if axis == -1 else z.shape[1], np.int64)
+    loss = logitkit.cross_entropy(z, labels, axis=axis, reduction="none")
+    assert_loss_close(loss, reference.cross_entropy(z, labels, axis=axis, reduction="none"),
+                      "loss", dtype)
+    probs = np.zeros(z.shape, dtype)
+    probs[(slice(None), 0) if axis == -1 else (0, slice(None))] = 1
+    loss = logitkit.cross_entropy(z, probs, axis=axis, reduction="none")
+    assert np.all(np.isposinf(loss)), (n, loss)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_softmax_backward_with_log_probs_above_exp_range(simd_target, dtype):
+    # log_probs are not checked to be <= 0: exp(100) * 2 overflows float32 to inf.
+    big = 100.0 if dtype == np.float32 else 800.0
+    g = np.array([2.0, 1.0], dtype)
+    lp = np.array([big, np.inf], dtype)
+    out = logitkit.log_softmax_backward(g, lp)
+    np.testing.assert_array_equal(out, np.array([-np.inf, -np.inf], dtype))
+
+
+def test_kl_divergence_of_huge_float64_logits_does_not_cancel(simd_target):
+    p = np.array([[8e149, -8e149, 8e149]])
+    q = np.array([[-29.0, 35.0, 10.0]])
+    assert_loss_close(logitkit.kl_divergence(p, q), reference.kl_divergence(p, q), "loss",
+                      np.float64)
+
+
+def test_kl_divergence_in_another_base_scales_before_rounding(simd_target):
+    # 6.6e38 nats is past float32's range, 2.9e38 decimal digits is not.
+    p = np.array([[-np.inf, 0.0]], np.float32)
+    q = np.array([[3.3e38, -3.3e38]], np.float32)
+    expected = reference.kl_divergence(p, q, base=10)
+    assert np.all(np.abs(expected) < F32_MAX)
+    assert_loss_close(logitkit.kl_divergence(p, q, base=10), expected, "loss", np.float32)
+    # Past it in base 0.5 (-9.5e38): -inf, without NumPy's overflow warning.
+    assert np.isneginf(logitkit.kl_divergence(p, q, base=0.5))
+
+
+def test_kl_divergence_where_q_excludes_a_class_p_allows(simd_target):
+    # p_0 = e^-717 is subnormal (flushed to 0 by the kernels' exp), but q_0 = 0: KL = inf.
+    kl = logitkit.kl_divergence(np.array([0.0, 717.0]), np.array([-np.inf, 0.0]))
+    assert np.isposinf(kl)
+
+
+@pytest.mark.parametrize("func", ["bce", "nll"])
+def test_float32_means_of_losses_past_float32(simd_target, func):
+    if func == "bce":
+        z, y = np.full(4, -3e38, np.float32), np.ones(4, np.float32)
+        loss = logitkit.binary_cross_entropy(z, y)
+        expected = reference.binary_cross_entropy(z, y)
+    else:
+        lp, t, w = (np.array([[-3e38, 0]], np.float32), np.array([0]),
+                    np.array([2.0, 1.0], np.float32))
+        loss = logitkit.nll_loss(lp, t, weight=w)
+        expected = reference.nll_loss(lp, t, weight=w)
+    assert np.isfinite(loss)
+    assert_loss_close(loss, expected, "loss", np.float32)

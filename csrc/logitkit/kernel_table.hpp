@@ -96,6 +96,7 @@ struct KlRows {
   idx n;
   T* out;
   idx out_stride;
+  double out_scale;  // multiplies every divergence (1 / log(base))
   T* grad;  // or null
   idx grad_row_stride;
   T grad_scale;

@@ -23,6 +23,14 @@ inline T lk_times_nonzero(T a, T b) {
   return a == T(0) ? T(0) : a * b;
 }
 
+// log s, where lse = shift + log s; for a row whose maximum is +inf, lse is +inf (as
+// logsumexp gives), so log s counts as 0 and lse - z_c is +inf for every finite z_c (s
+// itself is NaN: inf - inf in the exponent; the gradient, softmax - y, is NaN then).
+template <class T>
+inline T lk_log_sum(T max, T s) {
+  return max == -lk_neg_inf<T>() ? T(0) : lk_log(s);
+}
+
 template <class T>
 void cross_entropy_rows(const CrossEntropyRows<T>& a) {
   const idx n = a.n;
@@ -66,7 +74,7 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
         }
       }
       const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
-      const T log_s = lk_log(s);
+      const T log_s = lk_log_sum(m, s);
       const T w_t = a.weight ? a.weight[t] : T(1);
       double loss = double(keep) * double(w_t) * (gap_t + double(log_s));
       if (eps != T(0))
@@ -109,7 +117,7 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
       }
     }
     const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
-    const T log_s = lk_log(s);
+    const T log_s = lk_log_sum(m, s);
     a.loss[r * a.loss_stride] = d_sum + b_sum * double(log_s);
     if (g) {
       const T scale = a.grad_scale * static_cast<T>(b_sum) / s;
@@ -228,7 +236,7 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
     sums.flush();
     for (idx j = 0; j < w; ++j) {
       const T s = static_cast<T>(sums.total[j]);
-      const T log_s = lk_log(s);
+      const T log_s = lk_log_sum(shift[j], s);
       double loss = double(keep) * double(w_t[j]) * (gap_t[j] + double(log_s));
       if (eps != T(0))
         loss += double(eps_per_class) * (smooth_gap[j] + double(a.weight_sum) * double(log_s));
@@ -294,14 +302,21 @@ void kl_divergence_rows(const KlRows<T>& a) {
     const T log_ratio = lk_log(sp) - lk_log(sq);
     // The log ratio in double: (zp - shift_p) - (zq - shift_q) of float32 logits +-3e38
     // is past float32's range where p_c, and the divergence, are not.
-    const double shift_pq = double(shift_p) - double(shift_q);
+    // (Each logit minus its own row's shift first: zp - zq minus (shift_p - shift_q) would
+    // cancel catastrophically for logits of 1e149.)
     double acc = 0;
     for (idx c = 0; c < n; ++c) {
       const T ep = lk_exp_nonpositive(zp[c] - shift_p);
-      const double log_pq = ((double(zp[c]) - double(zq[c])) - shift_pq) - double(log_ratio);
-      acc += ep == T(0) ? 0.0 : double(ep) * log_pq;
+      const double log_pq = ((double(zp[c]) - double(shift_p)) -
+                             (double(zq[c]) - double(shift_q))) - double(log_ratio);
+      // A class that Q rules out (-inf) and P does not makes the divergence +inf, even
+      // where p_c is below the smallest normal number and exp flushed it to 0.
+      const bool q_excludes = zq[c] == lk_neg_inf<T>() && zp[c] != lk_neg_inf<T>();
+      acc += ep == T(0) ? (q_excludes ? double(-lk_neg_inf<T>()) : 0.0) : double(ep) * log_pq;
     }
-    a.out[r * a.out_stride] = static_cast<T>(acc / double(sp));
+    // Scaled (to the logarithm's base) in double: a float32 divergence in nats may exceed
+    // float32's range where the same in bits does not.
+    a.out[r * a.out_stride] = static_cast<T>(acc / double(sp) * a.out_scale);
     if (a.grad) {
       T* g = a.grad + r * a.grad_row_stride;
       const T inv_p = a.grad_scale / sp, inv_q = a.grad_scale / sq;
@@ -344,9 +359,11 @@ void log_softmax_backward_rows(const T* g, idx g_rs, const T* logp, idx logp_rs,
     double total = 0;  // in double, as above
 #pragma omp simd reduction(+ : total)
     for (idx c = 0; c < n; ++c) total += double(gr[c]);
-    // In double too: sum(g) of float32 gradients may pass float32's range.
+    // In double too: sum(g) of float32 gradients may pass float32's range. The general
+    // exp, not the kernels' one for arguments <= 0: log_probs are whatever the caller
+    // passes (exp(1000) * sum(g) is inf, not a wrapped-around value).
 #pragma omp simd
     for (idx c = 0; c < n; ++c)
-      o[c] = static_cast<T>(double(gr[c]) - double(lk_exp_nonpositive(lr[c])) * total);
+      o[c] = static_cast<T>(double(gr[c]) - double(lk_exp(lr[c])) * total);
   }
 }

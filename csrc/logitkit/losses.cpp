@@ -290,7 +290,7 @@ void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis
 
 template <class T>
 void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& out,
-              const StridedArray* grad, double grad_scale, int axis) {
+              double out_scale, const StridedArray* grad, double grad_scale, int axis) {
   const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
   if (p.shape[axis] == 0) {
     for_each_row_value({{&p, true, sizeof(T), false}, {&out, false, sizeof(T), true}}, axis,
@@ -309,6 +309,7 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
     a.q_row_stride = b.row_stride[1];
     a.out = b.at<T>(2);
     a.out_stride = b.row_stride[2];
+    a.out_scale = out_scale;
     a.rows = b.rows;
     a.n = b.n;
     if (grad) {
@@ -352,10 +353,12 @@ void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, i
 }
 
 void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
-                   const StridedArray& out, const StridedArray* grad, double grad_scale,
-                   int axis) {
-  dtype == DType::float32 ? kl_typed<float>(p_logits, q_logits, out, grad, grad_scale, axis)
-                          : kl_typed<double>(p_logits, q_logits, out, grad, grad_scale, axis);
+                   const StridedArray& out, double out_scale, const StridedArray* grad,
+                   double grad_scale, int axis) {
+  if (dtype == DType::float32)
+    kl_typed<float>(p_logits, q_logits, out, out_scale, grad, grad_scale, axis);
+  else
+    kl_typed<double>(p_logits, q_logits, out, out_scale, grad, grad_scale, axis);
 }
 
 void softmax_backward(DType dtype, const StridedArray& grad_output, const StridedArray& probs,

@@ -44,10 +44,11 @@ LossResult nll_loss(DType dtype, const StridedArray& log_probs, const CrossEntro
 
 void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis);
 
-// KL(P || Q) per row into out; with grad (q_logits' shape), d KL / d q_logits * grad_scale.
+// KL(P || Q) * out_scale per row into out; with grad (q_logits' shape),
+// d KL / d q_logits * grad_scale.
 void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
-                   const StridedArray& out, const StridedArray* grad, double grad_scale,
-                   int axis);
+                   const StridedArray& out, double out_scale, const StridedArray* grad,
+                   double grad_scale, int axis);
 
 void softmax_backward(DType dtype, const StridedArray& grad_output, const StridedArray& probs,
                       const StridedArray& out, int axis);

@@ -38,7 +38,13 @@ def nll_loss(
 ) -> tuple[int, int, float, float, int]: ...
 def entropy(x: _Array, out: _Array, axis: int) -> None: ...
 def kl_divergence(
-    p: _Array, q: _Array, out: _Array, grad: _Array | None, grad_scale: float, axis: int
+    p: _Array,
+    q: _Array,
+    out: _Array,
+    out_scale: float,
+    grad: _Array | None,
+    grad_scale: float,
+    axis: int,
 ) -> None: ...
 def softmax_backward(grad_output: _Array, probs: _Array, out: _Array, axis: int) -> None: ...
 def log_softmax_backward(

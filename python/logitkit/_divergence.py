@@ -149,9 +149,9 @@ def kl_divergence(
     out = np.empty(batch_shape, dtype=compute)
     grad: NDArray[Any] | None = np.empty_like(q) if return_grad else None
     grad_scale = (1.0 / rows if code == 2 and rows else 1.0) / scale
-    _core.kl_divergence(p, q, out, grad, grad_scale, ax)
-    if scale != 1.0:
-        out /= out.dtype.type(scale)
+    # The base is applied in the kernel, in double: nats may exceed float32's range where
+    # the result in the caller's base does not.
+    _core.kl_divergence(p, q, out, 1.0 / scale, grad, grad_scale, ax)
     kl: Any
     if code == 0:
         per_row = cast_result(out, result_dtype)
