@@ -246,6 +246,8 @@ def generate_spec(rng, small=False):
                                 if not prob else
                                 ["axis", "complex", "target_shape", "reduction", "smoothing",
                                  "weight_shape", "grad_out_dtype"])
+            if spec["bad"] == "label_huge" and _maybe(rng, 0.6):
+                o["target_dtype"] = "uint64"  # labels >= 2**63
     elif func == "binary_cross_entropy":
         o["target_dtype"] = _pick(rng, ["same", "same", "float64", "float32", "int64",
                                         "bool", "float16"])
@@ -1004,8 +1006,11 @@ def _build_cross_entropy(spec, mem, rng):
                         8 * math.prod(bshape) <= gbytes and math.prod(bshape) > 0:
                     tv = np.asarray(target, dtype=np.int64) if np.dtype(
                         target.dtype).kind in "iu" else None
-                    off = loc[1] + (8 - loc[1] % 8) % 8
-                    if tv is not None and off + 8 * math.prod(bshape) <= loc[1] + gbytes:
+                    # at a random 8-byte aligned place inside grad_out's memory
+                    first = loc[1] + (8 - loc[1] % 8) % 8
+                    last = loc[1] + gbytes - 8 * math.prod(bshape)
+                    off = first + 8 * int(rng.integers(0, max(0, (last - first) // 8) + 1))
+                    if tv is not None and first <= last:
                         target = _view(mem.bufs[loc[0]], bshape, np.int64, off,
                                        _c_strides(bshape, 8))
                         target[...] = np.asarray(tv)
