@@ -117,6 +117,12 @@ def _maybe(rng, p):
 
 
 def _gen_shape(rng, func, small):
+    if not small and func in ("binary_cross_entropy", "cross_entropy", "logsumexp") \
+            and _maybe(rng, 0.03):
+        # a few big arrays: sums over ~1e6 terms (float32 accumulation)
+        shape = _pick(rng, [[1 << 20], [256, 4099], [300_000], [3, 1 << 18]])
+        axis = -1 if _maybe(rng, 0.5) else len(shape) - 1
+        return list(shape), axis
     if func in ANY_NDIM:
         ndim = int(rng.choice([0, 1, 2, 3, 4], p=[0.08, 0.32, 0.32, 0.18, 0.10]))
     else:
