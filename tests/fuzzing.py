@@ -759,6 +759,12 @@ def _make_out(call, spec, mem, rng, x, shape, dtype, lay, kind="out"):
     return out
 
 
+def _square_last_two(spec):
+    """Make the last two dims equal (for out = x.swapaxes(-1, -2)): the smaller one."""
+    n = min(spec["shape"][-1], spec["shape"][-2])
+    spec["shape"][-1] = spec["shape"][-2] = n
+
+
 def _bad_axis(rng, ndim):
     return _pick(rng, [ndim, -ndim - 1, ndim + 3, 99])
 
@@ -791,7 +797,7 @@ def _build_normalize(spec, mem, rng):
         spec["shape"] = [3]
     x = _x(spec, mem, rng, shape=shape)
     if spec["alias"] in ("out_swapaxes",) and x.ndim >= 2 and x.shape[-1] != x.shape[-2]:
-        spec["shape"][-2] = spec["shape"][-1]
+        _square_last_two(spec)
         shape = tuple(spec["shape"])
         x = _x(spec, mem, rng, shape=shape)
     kwargs = {}
@@ -1326,7 +1332,7 @@ def _build_backward(spec, mem, rng):
     axis = spec["axis"]
     ax = _axis_index(axis, len(shape))
     if spec["alias"] == "out_swapaxes_g" and len(shape) >= 2 and shape[-1] != shape[-2]:
-        spec["shape"][-2] = spec["shape"][-1]
+        _square_last_two(spec)
         shape = tuple(spec["shape"])
     fwd = "softmax" if fname == "softmax_backward" else "log_softmax"
     if o.get("y_values") == "valid" and np.dtype(spec["dtype"]).kind == "f" and shape[ax]:
@@ -1891,6 +1897,28 @@ def _output_mask(call):
     return masks
 
 
+def _bytes_mask(mem, arr):
+    """(buffer index, bool mask of the buffer's bytes that ``arr`` covers), or None.
+    (np.shares_memory is exact but can take minutes and gigabytes on the strided and
+    self-overlapping views the fuzzer makes; this is linear in the size.)"""
+    loc = mem.locate(arr)
+    if loc is None or arr.size == 0:
+        return None
+    i, off = loc
+    mask = np.zeros(mem.bufs[i].size, dtype=bool)
+    offs = _byte_offsets(arr) + off
+    for k in range(arr.dtype.itemsize):
+        mask[offs + k] = True
+    return i, mask
+
+
+def _overlap(mem, a, b):
+    ma, mb = _bytes_mask(mem, a), _bytes_mask(mem, b)
+    if ma is None or mb is None or ma[0] != mb[0]:
+        return False
+    return bool(np.any(ma[1] & mb[1]))
+
+
 def _has_alias(call):
     outs = list(call.outputs.values())
     if not outs:
@@ -1900,7 +1928,7 @@ def _has_alias(call):
         if o.size > 1 and _internal_overlap(o):
             return True
         for a in arrays:
-            if a is not o and np.may_share_memory(o, a) and np.shares_memory(o, a):
+            if a is not o and _overlap(call.mem, o, a):
                 return True
             if a is o and sum(1 for b in arrays if b is o) > 1:
                 return True
@@ -2380,11 +2408,9 @@ def _parent(args):
         n = min(args.batch, end - pos)
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "--seed",
                str(args.seed), "--start", str(pos), "--cases", str(n), "--targets",
-               args.targets or "active"]
+               args.targets or "active", "--no-shrink"]
         if args.small:
             cmd.append("--small")
-        if args.no_shrink:
-            cmd.append("--no-shrink")
         last = None
         done = False
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -2440,7 +2466,35 @@ def _parent(args):
         if args.verbose:
             print(f"... {pos - args.start}/{args.cases} cases, {len(seen)} failure classes, "
                   f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    if not args.no_shrink:
+        for f in seen.values():
+            if f.kind in ("crash", "hang"):
+                continue
+            _shrink_in_child(f, args.timeout)
     return list(seen.values())
+
+
+def _shrink_in_child(f, timeout):
+    """Shrink the failure ``f`` in a child process (a candidate may crash)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--shrink-failure",
+           json.dumps(f.to_json())]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+        d = json.loads(out.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        return
+    f.spec, f.message = d["spec"], d["message"]
+
+
+def _shrink_failure(text):
+    d = json.loads(text)
+    f = Failure(d["kind"], d["func"], d["what"], d["message"], d["spec"], d["seed"],
+                d["index"], d["target"])
+    small = shrink(f.spec, _same_failure(f.key(), f.target))
+    again = [g for g in _run_on_target(small, f.target) if g.key() == f.key()]
+    if again:
+        f.spec, f.message = again[0].spec, again[0].message
+    print(json.dumps(f.to_json()), flush=True)
 
 
 def main(argv=None):
@@ -2465,7 +2519,11 @@ def main(argv=None):
     ap.add_argument("--json", metavar="FILE", help="also write the failures as JSON")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--shrink-failure", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.shrink_failure:
+        _shrink_failure(args.shrink_failure)
+        return 0
 
     if args.child:
         _child(args)
