@@ -29,6 +29,16 @@ Checks (``run_case``):
   of the same call with copied inputs and fresh outputs; for a self-overlapping output,
   every memory location holds one of the results mapped to it.
 
+Where the comparison is not a literal call of the reference (each place says why):
+cross_entropy's logits are shifted by their row maximum before the reference sees them
+(``_shift_rows``: the reference's unshifted ``lse - z`` cancels in float64 for 1e30
+logits); the backward passes' tolerance scale takes the sums' terms as ``sum |g p|`` /
+``sum |g|`` (``term_scale``); float64 operands of the functions whose float64 reference
+overflows in intermediates are capped at 1e150 (``_cap``); softmax_jacobian entries of
+non-finite probabilities are not compared (``_build_jacobian``); zero classes get the
+empty-sum answer the reference cannot compute (``_expect_no_classes``); SciPy's
+special-value rules are applied for ``special.log_softmax`` (``_scipy_plus_inf``).
+
 Crashes and hangs: with ``--subprocess`` each batch runs in a child process that announces
 every case before running it; a child that dies or times out is reported as a crash /
 hang of the case it was running, and the batch continues after it.
