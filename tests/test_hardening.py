@@ -433,3 +433,48 @@ def test_float32_means_of_losses_past_float32(simd_target, func):
         expected = reference.nll_loss(lp, t, weight=w)
     assert np.isfinite(loss)
     assert_loss_close(loss, expected, "loss", np.float32)
+
+
+def test_cross_entropy_row_with_plus_inf_and_nan_is_nan(simd_target):
+    # +inf makes lse +inf, unless the row also holds a NaN (fuzzer: inf where NaN was due).
+    for shape, axis in (((2, 40), -1), ((40, 3000), 0), ((5, 3), -1)):
+        z = np.zeros(shape)
+        first = (0, slice(None)) if axis == -1 else (slice(None), 0)
+        z[first] = np.inf
+        z[(0, 2) if axis == -1 else (2, 0)] = np.nan
+        labels = np.ones(shape[0] if axis == -1 else shape[1], np.int64)
+        loss = logitkit.cross_entropy(z, labels, axis=axis, reduction="none")
+        expected = reference.cross_entropy(z, labels, axis=axis, reduction="none")
+        np.testing.assert_array_equal(np.isnan(loss), np.isnan(expected))
+        assert np.isnan(loss[0])
+
+
+def test_log_softmax_backward_with_zero_gradient_sum_and_log_probs_past_88(simd_target):
+    # exp(89) overflows float32, but exp(89) * sum(g) = exp(89) * 0 = 0 in the formula.
+    g = np.array([0.5, -0.5], np.float32)
+    lp = np.array([89.0, -1.0], np.float32)
+    np.testing.assert_array_equal(logitkit.log_softmax_backward(g, lp), g)
+    g2 = np.array([0.5, -0.4], np.float32)  # float64 result -4.5e37 fits float32
+    out = logitkit.log_softmax_backward(g2, lp)
+    assert_loss_close(out, reference.log_softmax_backward(g2, lp), "grad", np.float32)
+
+
+@pytest.mark.parametrize("layout", ["reversed", "every_other"])
+def test_result_through_a_temporary_is_that_of_the_same_out_layout(simd_target, layout):
+    # An out that overlaps its input goes through a temporary of out's own layout, so the
+    # result is bit-identical to writing into a separate array of that layout (the kernel
+    # chosen, rows or columns, depends on the output's layout; a C-ordered temporary gave
+    # other last bits for a reversed out).
+    x = np.random.default_rng(10).standard_normal((6, 40)).astype(np.float32)
+    buf = np.zeros((6, 80), np.float32)
+    if layout == "reversed":
+        out_shared, x_shared = buf[:, :40][:, ::-1], buf[:, 1:41]
+        separate = np.zeros((6, 40), np.float32)[:, ::-1]
+    else:
+        out_shared, x_shared = buf[:, ::2], buf[:, 1::2]  # interleaved: bounds overlap
+        separate = np.zeros((6, 80), np.float32)[:, ::2]
+    for func in ("softmax", "log_softmax"):
+        x_shared[:] = x
+        expected = getattr(logitkit, func)(x.copy(), out=separate).copy()
+        got = getattr(logitkit, func)(x_shared, out=out_shared)
+        np.testing.assert_array_equal(got, expected)

@@ -93,13 +93,16 @@ double bce_rows(const BceRows<T>& a) {
       const T pos = (pw ? pw[c] : T(1)) * y[c];
       const T neg = T(1) - y[c];
       const T wc = w ? w[c] : T(1);
-      // 0 - (...) rather than -(...): a loss of zero is +0, not -0. The weight multiplies
-      // the coefficients, not the logs: w * (y * -3e38) overflows float32 for w < 1 where
-      // (w * y) * -3e38 does not (one of log_p, log_q is always within log 2 of 0).
-      const T loss =
-          T(0) - (lk_times_nonzero(wc * pos, log_p) + lk_times_nonzero(wc * neg, log_q));
-      if (lo) lo[c] = loss;
-      row_sum += double(loss);
+      // In double: w * (y * -3e38) overflows float32 for w < 1 where the product does
+      // not, and a float32 loss past float32's range may still average into it. 0 - (...)
+      // rather than -(...): a loss of zero is +0, not -0. A zero coefficient never meets
+      // an infinite log.
+      const double w_pos = double(wc) * double(pw ? pw[c] : T(1)) * double(y[c]);
+      const double w_neg = double(wc) * double(neg);
+      const double loss = 0.0 - ((w_pos == 0.0 ? 0.0 : w_pos * double(log_p)) +
+                                 (w_neg == 0.0 ? 0.0 : w_neg * double(log_q)));
+      if (lo) lo[c] = static_cast<T>(loss);
+      row_sum += loss;
       if (g) {
         const T inv = T(1) / (T(1) + t);
         const T sig = x >= T(0) ? inv : t * inv;

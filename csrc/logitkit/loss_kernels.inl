@@ -23,12 +23,23 @@ inline T lk_times_nonzero(T a, T b) {
   return a == T(0) ? T(0) : a * b;
 }
 
-// log s, where lse = shift + log s; for a row whose maximum is +inf, lse is +inf (as
-// logsumexp gives), so log s counts as 0 and lse - z_c is +inf for every finite z_c (s
-// itself is NaN: inf - inf in the exponent; the gradient, softmax - y, is NaN then).
+// Whether a row's lse is +inf: its maximum is +inf and none of its n elements (stride
+// apart) is NaN, which would make it NaN. Read before any gradient is written (the
+// gradient may overwrite the logits); only rows whose maximum is +inf are scanned.
 template <class T>
-inline T lk_log_sum(T max, T s) {
-  return max == -lk_neg_inf<T>() ? T(0) : lk_log(s);
+inline bool lk_lse_is_inf(T max, const T* z, idx n, idx stride) {
+  if (max != -lk_neg_inf<T>()) return false;
+  for (idx c = 0; c < n; ++c)
+    if (z[c * stride] != z[c * stride]) return false;
+  return true;
+}
+
+// log s, where lse = shift + log s. When lse is +inf, log s counts as 0, so lse - z_c is
+// +inf for every finite z_c (s itself is NaN then: inf - inf in the exponent; the
+// gradient, softmax - y, is NaN, as softmax of such a row is).
+template <class T>
+inline T lk_log_sum(bool lse_is_inf, T s) {
+  return lse_is_inf ? T(0) : lk_log(s);
 }
 
 template <class T>
@@ -44,6 +55,7 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
     const T shift = lk_shift_for(m);
     // Everything that reads z after the exp pass is taken first: the gradient may be
     // written over the logits (grad_out=logits).
+    const bool lse_is_inf = lk_lse_is_inf(m, z, n, 1);
 
     if (a.labels) {
       const std::int64_t t = a.labels[r * a.label_stride];
@@ -74,7 +86,7 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
         }
       }
       const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
-      const T log_s = lk_log_sum(m, s);
+      const T log_s = lk_log_sum(lse_is_inf, s);
       const T w_t = a.weight ? a.weight[t] : T(1);
       double loss = double(keep) * double(w_t) * (gap_t + double(log_s));
       if (eps != T(0))
@@ -117,7 +129,7 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
       }
     }
     const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
-    const T log_s = lk_log_sum(m, s);
+    const T log_s = lk_log_sum(lse_is_inf, s);
     a.loss[r * a.loss_stride] = d_sum + b_sum * double(log_s);
     if (g) {
       const T scale = a.grad_scale * static_cast<T>(b_sum) / s;
@@ -162,6 +174,7 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
     T row[lk_max_column_block];
     std::int64_t target[lk_max_column_block];
     bool ignored[lk_max_column_block];
+    bool lse_is_inf[lk_max_column_block];
     T counted[lk_max_column_block];  // 1 or 0: !ignored, as T so the gradient loop vectorizes
     LkColumnSums<T> sums;
   };
@@ -175,6 +188,7 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
   T* row = work->row;
   std::int64_t* target = work->target;
   bool* ignored = work->ignored;
+  bool* lse_is_inf = work->lse_is_inf;
   T* counted = work->counted;
   LkColumnSums<T>& sums = work->sums;
   const bool direct = a.col_stride == 1 && (!a.grad || a.grad_col_stride == 1);
@@ -196,6 +210,7 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
       w_t[j] = ignored[j] ? T(0) : (a.weight ? a.weight[t] : T(1));
       gap_t[j] = double(shift[j]) - double(zb.base[target[j] * zb.stride + j]);
       smooth_gap[j] = 0;
+      lse_is_inf[j] = lk_lse_is_inf(shift[j], zb.base + j, n, zb.stride);
     }
     if (eps != T(0)) {
       for (idx c = 0; c < n; ++c) {
@@ -236,7 +251,7 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
     sums.flush();
     for (idx j = 0; j < w; ++j) {
       const T s = static_cast<T>(sums.total[j]);
-      const T log_s = lk_log_sum(shift[j], s);
+      const T log_s = lk_log_sum(lse_is_inf[j], s);
       double loss = double(keep) * double(w_t[j]) * (gap_t[j] + double(log_s));
       if (eps != T(0))
         loss += double(eps_per_class) * (smooth_gap[j] + double(a.weight_sum) * double(log_s));
@@ -309,9 +324,11 @@ void kl_divergence_rows(const KlRows<T>& a) {
       const T ep = lk_exp_nonpositive(zp[c] - shift_p);
       const double log_pq = ((double(zp[c]) - double(shift_p)) -
                              (double(zq[c]) - double(shift_q))) - double(log_ratio);
-      // A class that Q rules out (-inf) and P does not makes the divergence +inf, even
-      // where p_c is below the smallest normal number and exp flushed it to 0.
-      const bool q_excludes = zq[c] == lk_neg_inf<T>() && zp[c] != lk_neg_inf<T>();
+      // A class that Q rules out (-inf) and P does not makes the divergence +inf, also
+      // where exp flushed p_c (below the smallest normal number) to 0; as in the float64
+      // formula, a p_c below double's smallest subnormal (e^-745) counts as 0.
+      const bool q_excludes =
+          zq[c] == lk_neg_inf<T>() && double(zp[c]) - double(shift_p) > -745.2;
       acc += ep == T(0) ? (q_excludes ? double(-lk_neg_inf<T>()) : 0.0) : double(ep) * log_pq;
     }
     // Scaled (to the logarithm's base) in double: a float32 divergence in nats may exceed
@@ -357,13 +374,27 @@ void log_softmax_backward_rows(const T* g, idx g_rs, const T* logp, idx logp_rs,
     const T* lr = logp + r * logp_rs;
     T* o = out + r * out_rs;
     double total = 0;  // in double, as above
-#pragma omp simd reduction(+ : total)
-    for (idx c = 0; c < n; ++c) total += double(gr[c]);
-    // In double too: sum(g) of float32 gradients may pass float32's range. The general
-    // exp, not the kernels' one for arguments <= 0: log_probs are whatever the caller
-    // passes (exp(1000) * sum(g) is inf, not a wrapped-around value).
+    T lp_max = lk_neg_inf<T>();
+#pragma omp simd reduction(+ : total) reduction(max : lp_max)
+    for (idx c = 0; c < n; ++c) {
+      total += double(gr[c]);
+      lp_max = lr[c] > lp_max ? lr[c] : lp_max;
+    }
+    // The products in double: sum(g) of float32 gradients may pass float32's range. The
+    // general exp, not the kernels' one for arguments <= 0: log_probs are whatever the
+    // caller passes. A float32 row with a log-probability above 88 (not a log-probability:
+    // its exp overflows float32) or an infinite sum(g) takes exp in double, as the
+    // float64 formula does (exp(89) * 0 is 0, not inf * 0 = NaN; exp(-108) * inf is inf,
+    // not 0 * inf = NaN).
+    const bool total_finite = total - total == 0.0;
+    if (sizeof(T) == sizeof(double) || (lp_max <= T(88) && total_finite)) {
 #pragma omp simd
-    for (idx c = 0; c < n; ++c)
-      o[c] = static_cast<T>(double(gr[c]) - double(lk_exp(lr[c])) * total);
+      for (idx c = 0; c < n; ++c)
+        o[c] = static_cast<T>(double(gr[c]) - double(lk_exp(lr[c])) * total);
+    } else {
+#pragma omp simd
+      for (idx c = 0; c < n; ++c)
+        o[c] = static_cast<T>(double(gr[c]) - lk_exp(double(lr[c])) * total);
+    }
   }
 }

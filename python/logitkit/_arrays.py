@@ -139,3 +139,30 @@ def copy_result(out: NDArray[Any], result: NDArray[Any]) -> None:
     """Copy a computed result into the caller's ``out`` (casting as :func:`cast_result`)."""
     with np.errstate(over="ignore"):
         np.copyto(out, result, casting="same_kind")
+
+
+def scratch_like(out: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """A fresh array of ``dtype`` with ``out``'s shape and strides (in elements).
+
+    A result computed into it and copied to ``out`` is bit-identical to one computed into
+    ``out`` directly: which kernel runs (rows, columns, gathered rows) depends on the
+    output's layout, and the kernels round differently. (Alignment does not matter.)
+    Falls back to ``np.empty_like(out)`` (same stride order) where ``out``'s strides are not
+    whole elements or span more than four times its size.
+    """
+    dtype = np.dtype(dtype)
+    fallback = np.empty_like(out, dtype=dtype)
+    if out.size <= 1 or any(st % out.itemsize for st in out.strides):
+        return fallback
+    strides = [st // out.itemsize * dtype.itemsize for st in out.strides]
+    low = sum(st * (n - 1) for st, n in zip(strides, out.shape) if st < 0)
+    high = sum(st * (n - 1) for st, n in zip(strides, out.shape) if st > 0)
+    span = (high - low) // dtype.itemsize + 1
+    if span > 4 * out.size:
+        return fallback
+    base = np.empty(span, dtype=dtype)
+    start = base[-low // dtype.itemsize :]
+    view: NDArray[Any] = np.lib.stride_tricks.as_strided(
+        start, shape=out.shape, strides=strides, writeable=True
+    )
+    return view

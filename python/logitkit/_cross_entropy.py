@@ -17,6 +17,7 @@ from ._arrays import (
     copy_result,
     direct_out,
     normalize_axis,
+    scratch_like,
 )
 from ._typing import FloatArray, Loss, Reduction
 
@@ -155,7 +156,7 @@ def _grad_buffer(
     check_out(grad_out, z.shape, result_dtype, "grad_out")
     if direct_out(grad_out, z, *inputs):
         return grad_out, grad_out
-    return np.empty_like(z), grad_out
+    return scratch_like(grad_out, z.dtype), grad_out
 
 
 def reduce_losses(

@@ -16,6 +16,7 @@ from ._arrays import (
     copy_result,
     direct_out,
     normalize_axis,
+    scratch_like,
 )
 
 __all__ = [
@@ -44,7 +45,7 @@ def _normalize(kernel: _Kernel, x: ArrayLike, axis: int, out: FloatArray | None)
     if direct_out(out, a):
         kernel(a, out, ax)
     else:
-        result = np.empty_like(a)
+        result = scratch_like(out, a.dtype)
         kernel(a, result, ax)
         copy_result(out, result)
     return out
@@ -182,9 +183,9 @@ def logsumexp(
     if direct_out(target, a):
         _core.logsumexp(a, target, ax)
     else:
-        result = np.empty(reduced, dtype=a.dtype)
+        result = scratch_like(target, a.dtype)
         _core.logsumexp(a, result, ax)
-        copy_result(out, result.reshape(expected))
+        copy_result(target, result)
     return out
 
 
@@ -214,7 +215,7 @@ def _backward(
     if direct_out(out, a) and direct_out(out, g):
         kernel(g, a, out, ax)
     else:
-        result = np.empty_like(a)
+        result = scratch_like(out, a.dtype)
         kernel(g, a, result, ax)
         copy_result(out, result)
     return out
