@@ -21,6 +21,8 @@ The code is written for readability, not speed: the "max trick" with the row max
 ``np.errstate`` because the non-finite rows are computed and then overwritten.
 """
 
+import math
+
 import numpy as np
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
@@ -137,12 +139,25 @@ def _class_weights(weight, n_classes):
     return w
 
 
+def _exact_sum(values):
+    """The correctly rounded sum (math.fsum) of finite values, so that per-sample losses
+    of both signs and very different sizes do not lose the small ones; np.sum where some
+    are inf or NaN, or where the exact partial sums overflow."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if np.all(np.isfinite(values)):
+        try:
+            return np.float64(math.fsum(values))
+        except OverflowError:
+            pass
+    return np.sum(values)
+
+
 def _reduce(per_sample, reduction, denominator):
     """"none": the array; "sum": its sum; "mean": sum / denominator (0.0 if the
     denominator is 0: every sample ignored)."""
     if reduction == "none":
         return per_sample
-    total = np.sum(per_sample)
+    total = _exact_sum(per_sample)
     if reduction == "sum":
         return total
     return total / denominator if denominator != 0 else np.float64(0.0)

@@ -478,3 +478,23 @@ def test_result_through_a_temporary_is_that_of_the_same_out_layout(simd_target, 
         expected = getattr(logitkit, func)(x.copy(), out=separate).copy()
         got = getattr(logitkit, func)(x_shared, out=out_shared)
         np.testing.assert_array_equal(got, expected)
+
+
+def test_mean_of_per_row_losses_of_both_signs_keeps_the_small_ones(simd_target):
+    # nll_loss of log-probabilities +-1e150 (not log-probabilities, but valid input): the
+    # huge per-row losses cancel exactly; a plain left-to-right sum lost the others.
+    lp = np.zeros((6, 3))
+    lp[:, 0] = [1e150, -18.5, -1e150, 2.0, 1e150, -1e150]
+    t = np.zeros(6, np.int64)
+    # (The reference's pairwise np.sum gives 0.0 here; the exact sum is 16.5.)
+    assert logitkit.nll_loss(lp, t, reduction="sum") == 16.5
+    assert logitkit.nll_loss(lp, t, reduction="mean") == 16.5 / 6
+
+
+def test_probability_target_with_no_weight_on_a_row_of_minus_inf(simd_target):
+    z = np.full((2, 5), -np.inf)
+    z[1] = 0.0
+    y = np.zeros((2, 5))
+    y[1, 2] = 1.0
+    loss = logitkit.cross_entropy(z, y, reduction="none")
+    np.testing.assert_array_equal(loss, reference.cross_entropy(z, y, reduction="none"))

@@ -130,7 +130,9 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
     }
     const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
     const T log_s = lk_log_sum(lse_is_inf, s);
-    a.loss[r * a.loss_stride] = d_sum + b_sum * double(log_s);
+    // A target with no weight anywhere (b_sum = 0) has loss 0, also for a row of -inf
+    // logits (log s = -inf).
+    a.loss[r * a.loss_stride] = b_sum == 0.0 ? d_sum : d_sum + b_sum * double(log_s);
     if (g) {
       const T scale = a.grad_scale * static_cast<T>(b_sum) / s;
       if (w) {

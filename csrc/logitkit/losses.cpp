@@ -1,5 +1,6 @@
 #include "losses.hpp"
 
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -40,8 +41,16 @@ template <class T>
 double finish_rows(const StridedArray& logits, const LossBuffer<double>& rows,
                    const StridedArray* out, int axis) {
   const double* values = rows.values.data();
-  double total = 0;
-  for (const double v : rows.values) total += v;
+  // Neumaier's compensated sum: per-row losses of both signs and very different sizes
+  // (nll_loss of log-probabilities of +-1e150 and 18.5) must not lose the small ones to
+  // the order of summation. One pass over one value per row: negligible next to the rows.
+  double total = 0, compensation = 0;
+  for (const double v : rows.values) {
+    const double t = total + v;
+    compensation += std::fabs(total) >= std::fabs(v) ? (total - t) + v : (v - t) + total;
+    total = t;
+  }
+  if (std::isfinite(total)) total += compensation;  // else NaN from inf - inf in it
   if (out) {
     T* dst = static_cast<T*>(out->data);
     idx i = 0;
