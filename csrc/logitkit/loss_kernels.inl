@@ -18,6 +18,11 @@
 // per-row loss is written.
 
 template <class T>
+constexpr T lk_max_finite() {
+  return sizeof(T) == sizeof(float) ? T(3.4028234663852886e38) : T(1.7976931348623157e308);
+}
+
+template <class T>
 inline T lk_times_nonzero(T a, T b) {
   // a * b with 0 * inf = 0: a zero target weight never picks up an infinite log term.
   return a == T(0) ? T(0) : a * b;
@@ -359,12 +364,24 @@ void softmax_backward_rows(const T* g, idx g_rs, const T* p, idx p_rs, T* out, i
     T* o = out + r * out_rs;
     // Accumulated in double: a float sum over 32000 classes is off by ~1e-6 relative.
     double dot_sum = 0;
-#pragma omp simd reduction(+ : dot_sum)
-    for (idx c = 0; c < n; ++c) dot_sum += double(gr[c]) * double(pr[c]);
-    // g - dot in double: with float32 g = +-3e38 it leaves float32's range although
-    // p * (g - dot) does not.
+    T g_max = 0;  // max |g|
+#pragma omp simd reduction(+ : dot_sum) reduction(max : g_max)
+    for (idx c = 0; c < n; ++c) {
+      dot_sum += double(gr[c]) * double(pr[c]);
+      const T a = gr[c] < T(0) ? -gr[c] : gr[c];
+      g_max = a > g_max ? a : g_max;
+    }
+    // g - dot leaves float32's range for float32 g = +-3e38 although p * (g - dot) does
+    // not: such rows are computed in double, the others (|g| + |dot| < max) in T.
+    const T dot = static_cast<T>(dot_sum);
+    if (double(g_max) + (dot_sum < 0 ? -dot_sum : dot_sum) <= double(lk_max_finite<T>())) {
 #pragma omp simd
-    for (idx c = 0; c < n; ++c) o[c] = static_cast<T>(double(pr[c]) * (double(gr[c]) - dot_sum));
+      for (idx c = 0; c < n; ++c) o[c] = pr[c] * (gr[c] - dot);
+    } else {
+#pragma omp simd
+      for (idx c = 0; c < n; ++c)
+        o[c] = static_cast<T>(double(pr[c]) * (double(gr[c]) - dot_sum));
+    }
   }
 }
 
@@ -382,17 +399,16 @@ void log_softmax_backward_rows(const T* g, idx g_rs, const T* logp, idx logp_rs,
       total += double(gr[c]);
       lp_max = lr[c] > lp_max ? lr[c] : lp_max;
     }
-    // The products in double: sum(g) of float32 gradients may pass float32's range. The
-    // general exp, not the kernels' one for arguments <= 0: log_probs are whatever the
-    // caller passes. A float32 row with a log-probability above 88 (not a log-probability:
-    // its exp overflows float32) or an infinite sum(g) takes exp in double, as the
-    // float64 formula does (exp(89) * 0 is 0, not inf * 0 = NaN; exp(-108) * inf is inf,
-    // not 0 * inf = NaN).
-    const bool total_finite = total - total == 0.0;
-    if (sizeof(T) == sizeof(double) || (lp_max <= T(88) && total_finite)) {
+    // Log-probabilities (<= 0) with a sum(g) that fits T: in T, exp <= 1 so nothing
+    // overflows that the result does not. Anything else (float32 sum(g) past float32's
+    // range or infinite, log_probs above 0: not log-probabilities, whose exp may overflow
+    // float32) in double, as the float64 formula: exp(89) * 0 is 0 (not inf * 0 = NaN),
+    // exp(-108) * inf is inf (not 0 * inf = NaN). The general exp, not the kernels' one
+    // for arguments <= 0, which is wrong above 0.
+    const T sum = static_cast<T>(total);
+    if (lp_max <= T(0) && sum - sum == T(0)) {
 #pragma omp simd
-      for (idx c = 0; c < n; ++c)
-        o[c] = static_cast<T>(double(gr[c]) - double(lk_exp(lr[c])) * total);
+      for (idx c = 0; c < n; ++c) o[c] = gr[c] - lk_exp(lr[c]) * sum;
     } else {
 #pragma omp simd
       for (idx c = 0; c < n; ++c)
