@@ -258,13 +258,18 @@ def _numpy_softmax(a: NDArray[Any], axes: tuple[int, ...]) -> NDArray[Any]:
 
 
 def _numpy_log_softmax(a: NDArray[Any], axes: tuple[int, ...]) -> NDArray[Any]:
-    """SciPy's formula, in NumPy (long double input)."""
+    """SciPy's formula, in NumPy (long double input), with ``log(total)`` taken as
+    ``log1p(total - 1)``, as logitkit's kernels do: the terms at the maximum (exactly 1)
+    are counted apart from the others, so that a slice dominated by one entry keeps its
+    tail (``log_softmax([0, -40])[0]`` is -4.2e-18, not 0; scipy/scipy#19521)."""
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         a_max = np.max(a, axis=axes, keepdims=True)
         a_max = np.where(np.isfinite(a_max), a_max, 0)
         shifted = a - a_max
-        total = np.sum(np.exp(shifted), axis=axes, keepdims=True)
-        result: NDArray[Any] = np.asarray(shifted - np.log(total))
+        at_max = shifted == 0
+        rest = np.sum(np.where(at_max, 0, np.exp(shifted)), axis=axes, keepdims=True)
+        count = np.sum(at_max, axis=axes, keepdims=True)
+        result: NDArray[Any] = np.asarray(shifted - np.log1p((count - 1) + rest))
     return result
 
 
