@@ -919,15 +919,14 @@ def test_unsafe_cast_to_integer_out(name):
 # known differences in logitkit's core
 # ---------------------------------------------------------------------------------------
 # logitkit's exp flushes results below the smallest normal number to 0 (documented in
-# csrc/logitkit/exp.inl: absolute error < 1.2e-38 / 2.3e-308); SciPy returns the
-# subnormal number. Tested as that contract: exactly 0 where SciPy is subnormal.
+# csrc/logitkit/exp.inl: absolute error < 1.2e-38 / 2.3e-308) in softmax; SciPy returns
+# the subnormal number. Tested as that contract: exactly 0 where SciPy is subnormal.
+# (log_expit is not flushed: test_log_expit_subnormal_results.)
 
 SUBNORMAL_CASES = [
     ("softmax", np.array([0.0, -720.0, -740.0, -700.0])),
     ("softmax", np.float32([0.0, -100.0, -103.0, -80.0])),
     ("log_softmax", np.array([0.0, -720.0])),  # no flush: the log is taken first
-    ("log_expit", np.array([710.0, 745.0, 40.0, -745.0])),
-    ("log_expit", np.float32([88.0, 100.0, 103.0, 20.0])),
     ("expit", np.array([-710.0, -745.0])),  # SciPy's 1/(1 + exp(710)) is 0 as well
 ]
 
@@ -940,6 +939,26 @@ def test_subnormal_results_are_flushed_to_zero(name, x):
     subnormal = (expected != 0) & (np.abs(expected) < tiny)
     np.testing.assert_array_equal(actual[subnormal], 0)
     assert_matches(actual[~subnormal], expected[~subnormal])
+
+
+# log_expit is not flushed: -exp(-x) down to the smallest subnormal, as SciPy (its test
+# test_basic_float64 checks 710, 725 and 735 to rtol 1e-15, i.e. exactly).
+@pytest.mark.parametrize("dtype, lo, hi", [(np.float64, 700.0, 746.0), (np.float32, 80.0, 104.0)],
+                         ids=["float64", "float32"])
+def test_log_expit_subnormal_results(simd_target, dtype, lo, hi):
+    x = np.linspace(lo, hi, 4001).astype(dtype)
+    actual = special.log_expit(x)
+    expected = -np.log1p(np.exp(-x.astype(np.longdouble)))
+    step = np.finfo(dtype).smallest_subnormal
+    assert np.all(actual[expected.astype(dtype) != 0] < 0)
+    # subnormal results within one unit of the grid (float32: computed in double, exact)
+    sub = np.abs(expected) < np.finfo(dtype).smallest_normal
+    units = np.abs(actual.astype(np.longdouble) - expected)[sub] / np.longdouble(step)
+    assert sub.sum() > 100 and float(units.max()) <= (1.0 if dtype == np.float64 else 0.5)
+    if dtype == np.float64:
+        scipy_x = np.array([710.0, 725.0, 735.0])
+        np.testing.assert_array_equal(special.log_expit(scipy_x),
+                                      [-4.47628622567513e-309, -1.36930634e-315, -6.217e-320])
 
 
 @pytest.mark.parametrize(

@@ -30,10 +30,15 @@ Differences from SciPy, all deliberate:
   dimensions) raises IndexError, and over ``axis=()`` returns shape ``(1,)``; here the
   result is ``-inf`` of the reduced shape. SciPy's ufuncs put ``where=`` results in the
   wrong places (scipy/scipy#25127); here ``where`` follows NumPy's rules.
-- Results below the normal range (subnormal numbers) come out as 0 from logitkit's
-  kernels: ``softmax`` entries below about 1e-308 (float64) or 1e-38 (float32), and
-  ``log_expit(x)`` for ``x`` above about 708 (float64) or 87 (float32), which is -0.0
-  where SciPy gives the subnormal ``-exp(-x)`` (both give -0.0 for ``x = inf``).
+- :func:`softmax` entries below the normal range (subnormal numbers: below about
+  1e-308 in float64, 1e-38 in float32) come out as 0 from logitkit's kernel, where SciPy
+  gives the subnormal number. (:func:`log_expit` is not flushed: for ``x`` above about
+  708 (float64) or 87 (float32) it gives the subnormal ``-exp(-x)`` as SciPy does, and
+  -0.0 for ``x = inf``.)
+- :func:`logsumexp` and :func:`log_softmax` keep the tail next to the largest term, as
+  ``log1p`` of the rest of the sum: ``logsumexp([0, -40])`` is 4.248e-18 as in SciPy, and
+  ``log_softmax([0, -40])[0]`` is -4.248e-18 where SciPy (1.17) gives 0
+  (scipy/scipy#19521).
 
 How the work is done: one axis goes straight to logitkit's kernel; several axes are
 moved to the end and merged, ``axis=None`` is a ravel. float16 (and 8-bit integer)
@@ -1099,10 +1104,10 @@ def log_expit(
 
     Notes
     -----
-    The same ufunc features as :func:`expit` are supported. Results whose magnitude is
-    below the smallest normal number (``x`` above about 708 in float64, 87 in float32)
-    are -0.0 where SciPy returns the subnormal ``-exp(-x)``: logitkit's kernel flushes
-    them (the sign agrees).
+    The same ufunc features as :func:`expit` are supported. Results are within 1 ulp of
+    the exact value (float32: correctly rounded), as SciPy's; below the smallest normal
+    number (``x`` above about 708 in float64, 87 in float32) they are the subnormal
+    ``-exp(-x)``, as in SciPy.
 
     Examples
     --------
