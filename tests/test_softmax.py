@@ -109,6 +109,75 @@ def test_dominant_logit_long_tail(simd_target, func, dtype, case, axis):
     assert_close(call(func, x, axis=axis), ref(func, x, axis), func, dtype)
 
 
+# s = 1 + (terms below the rounding of 1) exactly: logsumexp = log1p(s - 1) and the top
+# class's log_softmax = -log1p(s - 1) must keep the tail, not round it to 0 (SciPy's
+# test_gh18295: logsumexp([0, -40]) is 4.248e-18; scipy/scipy#19521 for log_softmax).
+# Every kernel path: rows, in place, columns (axis 0), short rows and strided views.
+
+TINY_TAIL_LENGTHS = [2, 3, 7, 16, 17, 33, 100, 1000, 2**17]
+# A tail far below the rounding of 1 that each dtype still represents: e^-40 ~ 4e-18,
+# e^-20 ~ 2e-9 (float32's 1 + 2e-9 is 1). Tolerances: the exp's own error (<= 1 ulp for
+# double, < 5 ulp for the float kernels' exp, tests/test_exp.py) plus the sum's.
+TINY_TAIL = {np.float64: (-40.0, 1e-14), np.float32: (-20.0, 1e-6)}
+
+
+def _tiny_tail_rows(n, dtype):
+    low, _ = TINY_TAIL[dtype]
+    rows = np.full((3, n), low)
+    for r, pos in enumerate([0, n // 3, n - 1]):
+        rows[r, pos] = 0.0
+    rows[1, : n // 3] = low - 1.0  # a second tail value
+    return rows.astype(dtype)
+
+
+def _tiny_tail_expected(rows):
+    """log1p(s - 1) per row (maximum 0), in float64 from the rows' own values."""
+    r = rows.astype(np.float64)
+    e = np.exp(r)
+    e[r == 0] = 0.0
+    return np.log1p(e.sum(axis=-1))
+
+
+@pytest.mark.parametrize("path", ["rows", "in_place", "columns", "strided"])
+@pytest.mark.parametrize("n", TINY_TAIL_LENGTHS, ids=lambda n: f"n{n}")
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_tiny_tail_next_to_the_maximum(simd_target, dtype, n, path):
+    rows = _tiny_tail_rows(n, dtype)
+    expected = _tiny_tail_expected(rows)
+    _, rtol = TINY_TAIL[dtype]
+    top = rows.argmax(axis=-1)
+    if path == "columns":
+        lse = logitkit.logsumexp(np.ascontiguousarray(rows.T), axis=0)
+        lsm = logitkit.log_softmax(np.ascontiguousarray(rows.T), axis=0).T
+    elif path == "strided":
+        wide = np.zeros((3, 2 * n), dtype)
+        wide[:, ::2] = rows
+        lse = logitkit.logsumexp(wide[:, ::2], axis=-1)
+        lsm = logitkit.log_softmax(wide[:, ::2], axis=-1)
+    elif path == "in_place":
+        lse = logitkit.logsumexp(rows, axis=-1)
+        lsm = rows.copy()
+        logitkit.log_softmax(lsm, axis=-1, out=lsm)
+    else:
+        lse = logitkit.logsumexp(rows, axis=-1)
+        lsm = logitkit.log_softmax(rows, axis=-1)
+    assert lse.dtype == dtype and lsm.dtype == dtype
+    np.testing.assert_allclose(lse, expected, rtol=rtol, atol=0)
+    np.testing.assert_allclose(lsm[np.arange(3), top], -expected, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_tiny_tail_with_ties(simd_target, dtype):
+    # two maxima (s - 1 = 1 + tail) in the same lane, in different lanes, and far apart
+    low, _ = TINY_TAIL[dtype]
+    for n, second in [(40, 16), (40, 32), (40, 1), (5000, 4097)]:
+        x = np.full(n, low, dtype)
+        x[0] = x[second] = 0.0
+        expected = np.log(2.0 + (n - 2) * np.exp(np.float64(low)))
+        np.testing.assert_allclose(logitkit.logsumexp(x), expected, rtol=1e-6)
+        np.testing.assert_allclose(logitkit.log_softmax(x)[0], -expected, rtol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------
 # every axis of 1-D to 4-D arrays, in every memory layout
 # ---------------------------------------------------------------------------------------

@@ -247,6 +247,50 @@ def test_row_lengths(simd_target, name, dtype, n):
     compare(name, x)
 
 
+# SciPy's test_gh18295: the tail next to the largest term must survive (logitkit's kernels
+# once returned 0.0 for logsumexp([0, -40])); log_softmax's top entry likewise
+# (scipy/scipy#19521, where SciPy itself still returns 0).
+TINY_TAIL_CASES = [  # (dtype, low): e^low is far below the rounding of 1 in the dtype
+    (np.float64, -40.0),
+    (np.float32, -20.0),
+    (np.longdouble, -50.0),
+]
+
+
+@pytest.mark.parametrize("dtype, low", TINY_TAIL_CASES, ids=lambda v: str(v))
+@pytest.mark.parametrize("axis", [None, -1, (0, 1)], ids=str)
+def test_tiny_tail_next_to_the_largest_term(simd_target, dtype, low, axis):
+    x = np.array([[0.0, low, low - 1.0], [low, low, 0.0]], dtype=dtype)
+    lse = special.logsumexp(x, axis=axis)
+    lsm = special.log_softmax(x, axis=axis)
+    ld = x.astype(np.longdouble)
+    e = np.where(ld == 0, 0, np.exp(ld))
+    if axis is None or axis == (0, 1):
+        expected = np.log1p(np.sum(e) + 1)  # two maxima in the whole array: s = 2 + tail
+    else:
+        expected = np.log1p(np.sum(e, axis=-1))
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(np.asarray(lse, np.longdouble), expected, rtol=rtol, atol=0)
+    top = np.asarray(lsm)[x == 0]
+    expected_top = -np.broadcast_to(expected if np.ndim(expected) == 0 else
+                                    np.asarray(expected)[..., None], x.shape)[x == 0]
+    np.testing.assert_allclose(top.astype(np.longdouble), expected_top, rtol=rtol, atol=0)
+    assert np.all(top < 0)
+
+
+def test_scipy_gh18295():
+    a = np.array([0.0, -40.0])
+    assert_matches(special.logsumexp(a), np.logaddexp(a[0], a[1]), rtol=1e-15)
+    assert float(special.log_softmax(a)[0]) == pytest.approx(-np.exp(-40.0), rel=1e-14)
+    res, sgn = special.logsumexp(a, return_sign=True)
+    assert float(res) == pytest.approx(np.logaddexp(0.0, -40.0), rel=1e-15) and sgn == 1
+    assert float(special.logsumexp(a, b=[1.0, 1.0])) == pytest.approx(4.248354255291589e-18,
+                                                                      rel=1e-14)
+    f = a.astype(np.float32)
+    assert special.logsumexp(f).dtype == np.float32
+    assert float(special.logsumexp(f)) == pytest.approx(4.248354255291589e-18, rel=1e-6)
+
+
 @pytest.mark.parametrize("name", REDUCTIONS)
 def test_large_logits_do_not_overflow(name):
     compare(name, np.array([[123.0, 456.0, 789.0], [1e300, 1e300, -1e300]]), axis=1)
@@ -875,15 +919,14 @@ def test_unsafe_cast_to_integer_out(name):
 # known differences in logitkit's core
 # ---------------------------------------------------------------------------------------
 # logitkit's exp flushes results below the smallest normal number to 0 (documented in
-# csrc/logitkit/exp.inl: absolute error < 1.2e-38 / 2.3e-308); SciPy returns the
-# subnormal number. Tested as that contract: exactly 0 where SciPy is subnormal.
+# csrc/logitkit/exp.inl: absolute error < 1.2e-38 / 2.3e-308) in softmax; SciPy returns
+# the subnormal number. Tested as that contract: exactly 0 where SciPy is subnormal.
+# (log_expit is not flushed: test_log_expit_subnormal_results.)
 
 SUBNORMAL_CASES = [
     ("softmax", np.array([0.0, -720.0, -740.0, -700.0])),
     ("softmax", np.float32([0.0, -100.0, -103.0, -80.0])),
     ("log_softmax", np.array([0.0, -720.0])),  # no flush: the log is taken first
-    ("log_expit", np.array([710.0, 745.0, 40.0, -745.0])),
-    ("log_expit", np.float32([88.0, 100.0, 103.0, 20.0])),
     ("expit", np.array([-710.0, -745.0])),  # SciPy's 1/(1 + exp(710)) is 0 as well
 ]
 
@@ -896,6 +939,26 @@ def test_subnormal_results_are_flushed_to_zero(name, x):
     subnormal = (expected != 0) & (np.abs(expected) < tiny)
     np.testing.assert_array_equal(actual[subnormal], 0)
     assert_matches(actual[~subnormal], expected[~subnormal])
+
+
+# log_expit is not flushed: -exp(-x) down to the smallest subnormal, as SciPy (its test
+# test_basic_float64 checks 710, 725 and 735 to rtol 1e-15, i.e. exactly).
+@pytest.mark.parametrize("dtype, lo, hi", [(np.float64, 700.0, 746.0), (np.float32, 80.0, 104.0)],
+                         ids=["float64", "float32"])
+def test_log_expit_subnormal_results(simd_target, dtype, lo, hi):
+    x = np.linspace(lo, hi, 4001).astype(dtype)
+    actual = special.log_expit(x)
+    expected = -np.log1p(np.exp(-x.astype(np.longdouble)))
+    step = np.finfo(dtype).smallest_subnormal
+    assert np.all(actual[expected.astype(dtype) != 0] < 0)
+    # subnormal results within one unit of the grid (float32: computed in double, exact)
+    sub = np.abs(expected) < np.finfo(dtype).smallest_normal
+    units = np.abs(actual.astype(np.longdouble) - expected)[sub] / np.longdouble(step)
+    assert sub.sum() > 100 and float(units.max()) <= (1.0 if dtype == np.float64 else 0.5)
+    if dtype == np.float64:
+        scipy_x = np.array([710.0, 725.0, 735.0])
+        np.testing.assert_array_equal(special.log_expit(scipy_x),
+                                      [-4.47628622567513e-309, -1.36930634e-315, -6.217e-320])
 
 
 @pytest.mark.parametrize(

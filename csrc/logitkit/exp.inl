@@ -108,6 +108,63 @@ inline double lk_exp(double x) {
   return p * s1 * s2;
 }
 
+// a * b - p exactly, for p = a * b rounded (one FMA, or Dekker's product without FMA).
+inline double lk_product_error(double a, double b, double p) {
+#if defined(__GNUC__) && (defined(__FMA__) || defined(__aarch64__))
+  return __builtin_fma(a, b, -p);
+#else
+  const double c = 134217729.0;  // 2^27 + 1: splits into 26-bit halves
+  const double ac = a * c;
+  const double ah = ac - (ac - a);
+  const double al = a - ah;
+  const double bc = b * c;
+  const double bh = bc - (bc - b);
+  const double bl = b - bh;
+  return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+#endif
+}
+
+// exp(x) as an unevaluated sum hi + lo (returns hi, stores lo): lk_exp with the rounding of
+// its last step (1 + (e^r - 1)) and of the argument reduction kept, so hi is within about
+// 0.5 ulp of exp(x) (lk_exp: 1 ulp) and hi + lo much closer. hi is lk_exp(x) (subnormal and special results included); lo
+// is meaningful only for normal results. For log_sigmoid's ~1 ulp results.
+inline double lk_exp_hi_lo(double x, double& lo) {
+  x = x < -746.0 ? -746.0 : x;
+  x = x > 710.0 ? 710.0 : x;
+  const double shifter = 6755399441055744.0;  // 1.5 * 2^52
+  const double t = x * 1.4426950408889634074 + shifter;
+  const double n = t - shifter;
+  const std::int64_t k = lk_bit_cast<std::int64_t>(t) - lk_bit_cast<std::int64_t>(shifter);
+  // r = x - n ln2 as r + r_lo: x - n * ln2_hi is exact, n * ln2_lo's rounding is kept.
+  const double rr = x - n * 6.93147180369123816490e-01;
+  const double a = n * 1.90821492927058770002e-10;
+  const double r = rr - a;
+  const double r_lo = ((rr - r) - a) - lk_product_error(n, 1.90821492927058770002e-10, a);
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  const double u = p * (r * r) + r;  // e^r - 1, |u| < 0.42
+  const double hi1 = 1.0 + u;
+  // exact (Fast2Sum: 1 >= |u|), plus r_lo's share: e^(r + r_lo) = e^r (1 + r_lo)
+  const double lo1 = ((1.0 - hi1) + u) + r_lo * hi1;
+  const double t1 = n * 0.5 + shifter;
+  const std::int64_t k1 = lk_bit_cast<std::int64_t>(t1) - lk_bit_cast<std::int64_t>(shifter);
+  const std::int64_t k2 = k - k1;
+  const double s1 = lk_bit_cast<double>(static_cast<std::uint64_t>(k1 + 1023) << 52);
+  const double s2 = lk_bit_cast<double>(static_cast<std::uint64_t>(k2 + 1023) << 52);
+  lo = lo1 * s1 * s2;
+  return hi1 * s1 * s2;
+}
+
 // exp(x) for x <= 0 (or NaN), the argument range of every shifted exponential in the
 // kernels (x - max <= 0, -|x| <= 0). Cheaper than lk_exp, because the kernels are bound by
 // these operations rather than by memory for rows that fit in cache:

@@ -75,7 +75,9 @@ def log_sigmoid(x: ArrayLike, *, out: FloatArray | None = None) -> Any:
     .. math:: \log \sigma(x) = \min(x, 0) - \log\bigl(1 + e^{-|x|}\bigr)
 
     so ``log_sigmoid(-1000)`` is exactly -1000 and ``log_sigmoid(40)`` is about -4.2e-18
-    rather than 0.
+    rather than 0. Results are within 1 ulp (float32: correctly rounded), and below the
+    normal range they are the subnormal ``-exp(-x)``, not 0 (``log_sigmoid(710.0)`` is
+    -4.476e-309), as in SciPy's ``log_expit``; ``log_sigmoid(inf)`` is -0.0.
 
     Parameters
     ----------

@@ -30,10 +30,15 @@ Differences from SciPy, all deliberate:
   dimensions) raises IndexError, and over ``axis=()`` returns shape ``(1,)``; here the
   result is ``-inf`` of the reduced shape. SciPy's ufuncs put ``where=`` results in the
   wrong places (scipy/scipy#25127); here ``where`` follows NumPy's rules.
-- Results below the normal range (subnormal numbers) come out as 0 from logitkit's
-  kernels: ``softmax`` entries below about 1e-308 (float64) or 1e-38 (float32), and
-  ``log_expit(x)`` for ``x`` above about 708 (float64) or 87 (float32), which is -0.0
-  where SciPy gives the subnormal ``-exp(-x)`` (both give -0.0 for ``x = inf``).
+- :func:`softmax` entries below the normal range (subnormal numbers: below about
+  1e-308 in float64, 1e-38 in float32) come out as 0 from logitkit's kernel, where SciPy
+  gives the subnormal number. (:func:`log_expit` is not flushed: for ``x`` above about
+  708 (float64) or 87 (float32) it gives the subnormal ``-exp(-x)`` as SciPy does, and
+  -0.0 for ``x = inf``.)
+- :func:`logsumexp` and :func:`log_softmax` keep the tail next to the largest term, as
+  ``log1p`` of the rest of the sum: ``logsumexp([0, -40])`` is 4.248e-18 as in SciPy, and
+  ``log_softmax([0, -40])[0]`` is -4.248e-18 where SciPy (1.17) gives 0
+  (scipy/scipy#19521).
 
 How the work is done: one axis goes straight to logitkit's kernel; several axes are
 moved to the end and merged, ``axis=None`` is a ravel. float16 (and 8-bit integer)
@@ -258,13 +263,18 @@ def _numpy_softmax(a: NDArray[Any], axes: tuple[int, ...]) -> NDArray[Any]:
 
 
 def _numpy_log_softmax(a: NDArray[Any], axes: tuple[int, ...]) -> NDArray[Any]:
-    """SciPy's formula, in NumPy (long double input)."""
+    """SciPy's formula, in NumPy (long double input), with ``log(total)`` taken as
+    ``log1p(total - 1)``, as logitkit's kernels do: the terms at the maximum (exactly 1)
+    are counted apart from the others, so that a slice dominated by one entry keeps its
+    tail (``log_softmax([0, -40])[0]`` is -4.2e-18, not 0; scipy/scipy#19521)."""
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         a_max = np.max(a, axis=axes, keepdims=True)
         a_max = np.where(np.isfinite(a_max), a_max, 0)
         shifted = a - a_max
-        total = np.sum(np.exp(shifted), axis=axes, keepdims=True)
-        result: NDArray[Any] = np.asarray(shifted - np.log(total))
+        at_max = shifted == 0
+        rest = np.sum(np.where(at_max, 0, np.exp(shifted)), axis=axes, keepdims=True)
+        count = np.sum(at_max, axis=axes, keepdims=True)
+        result: NDArray[Any] = np.asarray(shifted - np.log1p((count - 1) + rest))
     return result
 
 
@@ -1094,10 +1104,10 @@ def log_expit(
 
     Notes
     -----
-    The same ufunc features as :func:`expit` are supported. Results whose magnitude is
-    below the smallest normal number (``x`` above about 708 in float64, 87 in float32)
-    are -0.0 where SciPy returns the subnormal ``-exp(-x)``: logitkit's kernel flushes
-    them (the sign agrees).
+    The same ufunc features as :func:`expit` are supported. Results are within 1 ulp of
+    the exact value (float32: correctly rounded), as SciPy's; below the smallest normal
+    number (``x`` above about 708 in float64, 87 in float32) they are the subnormal
+    ``-exp(-x)``, as in SciPy.
 
     Examples
     --------
