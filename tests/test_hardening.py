@@ -501,3 +501,25 @@ def test_probability_target_with_no_weight_on_a_row_of_minus_inf(simd_target):
     y[1, 2] = 1.0
     loss = logitkit.cross_entropy(z, y, reduction="none")
     np.testing.assert_array_equal(loss, reference.cross_entropy(z, y, reduction="none"))
+
+
+def test_softmax_column_kernels_fit_a_small_thread_stack():
+    # Like the cross-entropy column kernel: softmax / log_softmax / logsumexp along a
+    # non-last axis kept ~48 KiB of block state on the stack.
+    out = _run_isolated("""
+        import threading, numpy as np, logitkit
+        threading.stack_size(48 * 1024)  # the previous kernels crashed here
+        z = np.random.default_rng(0).standard_normal((8, 50, 300))
+        expected = [f(z.copy(), axis=1) for f in (logitkit.softmax, logitkit.log_softmax,
+                                                 logitkit.logsumexp)]
+        result = []
+        def work():
+            result.extend(f(z, axis=1) for f in (logitkit.softmax, logitkit.log_softmax,
+                                                 logitkit.logsumexp))
+        t = threading.Thread(target=work)
+        t.start(); t.join()
+        for a, b in zip(result, expected):
+            np.testing.assert_array_equal(a, b)
+        print("ok")
+    """)
+    assert out.strip() == "ok"

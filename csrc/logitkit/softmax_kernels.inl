@@ -702,10 +702,19 @@ enum class LkNormalize { softmax, log_softmax };
 template <class T, LkNormalize kind>
 void lk_normalize_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
                        idx out_axis_stride, idx out_col_stride, idx n, idx cols) {
-  T shift[lk_max_column_block];
-  T acc[lk_max_column_block];
-  T row[lk_max_column_block];
-  LkColumnSums<T, kind == LkNormalize::log_softmax> sums;
+  // Per-column state of one block, on the heap: tens of KiB, too much for small thread
+  // stacks (musl's default is 128 KiB).
+  struct Work {
+    T shift[lk_max_column_block];
+    T acc[lk_max_column_block];
+    T row[lk_max_column_block];
+    LkColumnSums<T, kind == LkNormalize::log_softmax> sums;
+  };
+  const std::unique_ptr<Work> work(new Work);
+  T* shift = work->shift;
+  T* acc = work->acc;
+  T* row = work->row;
+  auto& sums = work->sums;
   const idx block = lk_column_block<T>(n);
   LkScratch<T> scratch(x_col_stride == 1 && out_col_stride == 1 ? 0 : n * block);
   for (idx j0 = 0; j0 < cols; j0 += block) {
@@ -782,9 +791,15 @@ void log_softmax_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
 template <class T>
 void logsumexp_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
                     idx out_col_stride, idx n, idx cols) {
-  T maxv[lk_max_column_block];
-  T shift[lk_max_column_block];
-  LkColumnSums<T, true> sums;
+  struct Work {  // on the heap, as in lk_normalize_cols
+    T maxv[lk_max_column_block];
+    T shift[lk_max_column_block];
+    LkColumnSums<T, true> sums;
+  };
+  const std::unique_ptr<Work> work(new Work);
+  T* maxv = work->maxv;
+  T* shift = work->shift;
+  auto& sums = work->sums;
   const idx block = lk_column_block<T>(n);
   LkScratch<T> scratch(x_col_stride == 1 ? 0 : n * block);
   for (idx j0 = 0; j0 < cols; j0 += block) {
