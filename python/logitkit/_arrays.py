@@ -90,8 +90,9 @@ def self_overlapping(a: NDArray[Any]) -> bool:
     everything the smaller dimensions span. Views NumPy makes by slicing, transposing or
     reshaping always pass; only hand-made strides can fail it.
     """
-    if a.size <= 1:
-        return False
+    flags = a.flags
+    if flags.c_contiguous or flags.f_contiguous or a.size <= 1:
+        return False  # the common case, without the sort below (~0.8 us per call)
     extent = a.itemsize
     for stride, n in sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if n > 1):
         if stride < extent:

@@ -185,8 +185,11 @@ def reduce_losses(
         value = total / denominator
     else:
         value = math.nan if total == 0 else math.copysign(math.inf, total)
-    with np.errstate(over="ignore"):  # a float16 total past 65504 is inf, quietly
+    if result_dtype.itemsize > 2:
         scalar: np.floating[Any] = result_dtype.type(value)
+    else:
+        with np.errstate(over="ignore"):  # a float16 total past 65504 is inf, quietly
+            scalar = result_dtype.type(value)
     return scalar
 
 
