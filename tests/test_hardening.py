@@ -523,3 +523,35 @@ def test_softmax_column_kernels_fit_a_small_thread_stack():
         print("ok")
     """)
     assert out.strip() == "ok"
+
+
+# found by the sanitizer job's extra pass (tools/sanitize.sh): the private core read
+# shape[axis] before checking the axis (a heap read past the shape; a segfault for
+# axis = -2**31)
+
+
+@pytest.mark.parametrize("axis", [2, -1, -(2**31)])
+def test_core_loss_functions_check_the_axis_first(axis):
+    core = logitkit._core
+    x = np.ones((2, 3))
+    labels = np.zeros(2, np.int64)
+    calls = [
+        lambda: core.entropy(x, np.empty(2), axis),
+        lambda: core.kl_divergence(x, x, np.empty(2), 1.0, None, 1.0, axis),
+        lambda: core.softmax_backward(x, x, np.empty_like(x), axis),
+        lambda: core.log_softmax_backward(x, x, np.empty_like(x), axis),
+        lambda: core.cross_entropy(x, labels, None, None, -100, 0.0, 1, None, None, axis),
+        lambda: core.cross_entropy(x, None, x, None, -100, 0.0, 1, None, None, axis),
+        lambda: core.nll_loss(x, labels, None, -100, 1, None, axis),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="axis"):
+            call()
+
+
+def test_core_rejects_an_unknown_reduction_code():
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError, match="reduction"):
+        logitkit._core.cross_entropy(x, np.zeros(2, np.int64), None, None, -100, 0.0, 7,
+                                     None, None, 1)
+

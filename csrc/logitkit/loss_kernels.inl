@@ -200,7 +200,9 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
   LkColumnSums<T>& sums = work->sums;
   const bool direct = a.col_stride == 1 && (!a.grad || a.grad_col_stride == 1);
   const idx block = lk_column_block<T>(n);
-  LkScratch<T> scratch(direct ? 0 : n * block);
+  // A gathered block holds n x min(block, cols): three strided rows of 10^7 classes
+  // need 3 columns, not the 16 a block holds at least.
+  LkScratch<T> scratch(direct ? 0 : n * (a.cols < block ? a.cols : block));
   for (idx j0 = 0; j0 < a.cols; j0 += block) {
     const idx w = a.cols - j0 < block ? a.cols - j0 : block;
     // Pass 1: each sample's max (gathering the block when it is not read in place).

@@ -89,9 +89,18 @@ LossResult check_labels(const StridedArray& logits, const CrossEntropyArgs& args
   return result;
 }
 
-void check_weight(const StridedArray& logits, const CrossEntropyArgs& args) {
-  if (args.axis < 0 || args.axis >= static_cast<int>(logits.shape.size()))
+// Every entry point checks the axis before reading shape[axis] (the bindings pass it on
+// unchecked; the Python layer has normalized it).
+void check_axis(const StridedArray& x, int axis) {
+  if (axis < 0 || axis >= static_cast<int>(x.shape.size()))
     throw std::invalid_argument("axis out of range");
+}
+
+void check_weight(const StridedArray& logits, const CrossEntropyArgs& args) {
+  check_axis(logits, args.axis);
+  if (args.reduction != Reduction::none && args.reduction != Reduction::sum &&
+      args.reduction != Reduction::mean)
+    throw std::invalid_argument("unknown reduction code");
   if (args.weight && args.weight_size != logits.shape[args.axis])
     throw std::invalid_argument("weight must have one value per class");
 }
@@ -284,6 +293,7 @@ LossResult nll_loss_typed(const StridedArray& log_probs, const CrossEntropyArgs&
 
 template <class T>
 void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis) {
+  check_axis(logits, axis);
   const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
   if (logits.shape[axis] == 0) {
     for_each_row_value({{&logits, true, sizeof(T), false}, {&out, false, sizeof(T), true}}, axis,
@@ -300,6 +310,7 @@ void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis
 template <class T>
 void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& out,
               double out_scale, const StridedArray* grad, double grad_scale, int axis) {
+  check_axis(p, axis);
   const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
   if (p.shape[axis] == 0) {
     for_each_row_value({{&p, true, sizeof(T), false}, {&out, false, sizeof(T), true}}, axis,
@@ -333,6 +344,7 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
 template <class T, bool kLog>
 void backward_typed(const StridedArray& g, const StridedArray& y, const StridedArray& out,
                     int axis) {
+  check_axis(g, axis);
   const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
   if (g.shape[axis] == 0) return;
   auto fn = kLog ? k.log_softmax_backward_rows : k.softmax_backward_rows;

@@ -716,7 +716,9 @@ void lk_normalize_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
   T* row = work->row;
   auto& sums = work->sums;
   const idx block = lk_column_block<T>(n);
-  LkScratch<T> scratch(x_col_stride == 1 && out_col_stride == 1 ? 0 : n * block);
+  // (n x min(block, cols): a few strided rows of many classes need no more columns.)
+  LkScratch<T> scratch(x_col_stride == 1 && out_col_stride == 1 ? 0
+                                                                : n * (cols < block ? cols : block));
   for (idx j0 = 0; j0 < cols; j0 += block) {
     const idx w = cols - j0 < block ? cols - j0 : block;
     const LkBlock<T> xb =
@@ -801,7 +803,7 @@ void logsumexp_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
   T* shift = work->shift;
   auto& sums = work->sums;
   const idx block = lk_column_block<T>(n);
-  LkScratch<T> scratch(x_col_stride == 1 ? 0 : n * block);
+  LkScratch<T> scratch(x_col_stride == 1 ? 0 : n * (cols < block ? cols : block));
   for (idx j0 = 0; j0 < cols; j0 += block) {
     const idx w = cols - j0 < block ? cols - j0 : block;
     const LkBlock<T> xb = lk_block_max(x + j0 * x_col_stride, x_axis_stride, x_col_stride, n,
