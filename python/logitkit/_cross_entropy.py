@@ -185,10 +185,12 @@ def reduce_losses(
         value = total / denominator
     else:
         value = math.nan if total == 0 else math.copysign(math.inf, total)
-    if result_dtype.itemsize > 2:
+    if not abs(value) > float(np.finfo(result_dtype).max):  # NaN too
         scalar: np.floating[Any] = result_dtype.type(value)
     else:
-        with np.errstate(over="ignore"):  # a float16 total past 65504 is inf, quietly
+        # A total past the result dtype's range (float16 past 65504, a float32 total kept
+        # in double) is inf, quietly (np.errstate costs ~0.5 us: only here).
+        with np.errstate(over="ignore"):
             scalar = result_dtype.type(value)
     return scalar
 
