@@ -344,8 +344,9 @@ def test_random_values_per_float_dtype(name, dtype):
     theirs = getattr(scipy_special, name)
     kwargs = {"axis": 1} if name in REDUCTIONS else {}
     if np.dtype(dtype) == np.float16:
-        # SciPy computes float16 in float16; logitkit in float32 (for expit: float64, as
-        # SciPy). The dtype is SciPy's, the values its float64 ones, rounded.
+        # SciPy computes float16 in float16; logitkit in float32 (for expit: in SciPy's
+        # loop, float64 up to SciPy 1.17, float32 from 1.18). The dtype is SciPy's, the
+        # values its float64 ones, rounded.
         reference = cast_like(theirs(x.astype(np.float64), **kwargs), theirs(x, **kwargs))
         assert_matches(getattr(special, name)(x, **kwargs), reference, scale=scale_of(x))
     else:
@@ -959,6 +960,78 @@ def test_log_expit_subnormal_results(simd_target, dtype, lo, hi):
         scipy_x = np.array([710.0, 725.0, 735.0])
         np.testing.assert_array_equal(special.log_expit(scipy_x),
                                       [-4.47628622567513e-309, -1.36930634e-315, -6.217e-320])
+
+
+# expit and log_expit follow the installed SciPy's loops (SciPy 1.18 lists float32 first:
+# float16, booleans and 8/16-bit integers give float32 there, float64 before).
+def test_ufunc_loops_are_the_installed_scipys():
+    from logitkit.special import _ufunc_loops
+
+    assert [d.char for d in _ufunc_loops()] == [t[0] for t in scipy_special.expit.types]
+    assert [t[0] for t in scipy_special.log_expit.types] == [t[0] for t in scipy_special.expit.types]
+
+
+@pytest.mark.parametrize(
+    "version, first", [("1.17.1", "d"), ("1.18.0", "f"), ("1.19.0.dev0+123.abc", "f"), (None, "f")]
+)
+def test_ufunc_loops_without_scipy_imported(monkeypatch, version, first):
+    # from SciPy's version number when it is not imported; without SciPy: the newest rules
+    import importlib.metadata
+    import sys
+
+    from logitkit import special as lk_special
+
+    def fake_version(name):
+        if version is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return version
+
+    monkeypatch.delitem(sys.modules, "scipy.special")
+    monkeypatch.setattr(importlib.metadata, "version", fake_version)
+    monkeypatch.setattr(lk_special, "_ufunc_loops_found", None)  # restored afterwards
+    assert lk_special._ufunc_loops()[0].char == first
+    expected = np.float64 if first == "d" else np.float32
+    assert lk_special.expit(np.int8([1, 2])).dtype == expected
+    assert lk_special.log_expit(np.float16(1.0)).dtype == expected
+    assert lk_special.expit(np.int32([1])).dtype == np.float64
+
+
+# Casting huge float64 input to a float32 loop (dtype=, signature=, out=): logitkit warns
+# exactly where the installed SciPy does (both SciPy 1.17 and 1.18 with NumPy 2.4/2.5 warn
+# "overflow encountered in cast" for dtype="float32"), and the values agree.
+CAST_CASES = [
+    ({"dtype": "float32"}, None),
+    ({"signature": "f->f"}, None),
+    ({"dtype": np.float32, "casting": "unsafe"}, None),
+    ({"casting": "unsafe"}, np.float32),
+    ({}, np.float32),
+]
+
+
+@pytest.mark.parametrize("kwargs, out_dtype", CAST_CASES, ids=str)
+@pytest.mark.parametrize("name", UFUNCS)
+def test_huge_input_cast_to_float32_warns_as_scipy(name, kwargs, out_dtype):
+    x = np.array([1e300, -1e300, 1e39, 3.0, -3.0])
+
+    def run(func):
+        kw = dict(kwargs)
+        if out_dtype is not None:
+            kw["out"] = np.zeros(x.shape, out_dtype)
+        with warnings.catch_warnings(record=True) as caught, np.errstate(all="warn"):
+            warnings.simplefilter("always")
+            try:
+                result = func(x, **kw)
+            except TypeError as e:
+                return type(e), []
+        return result, sorted({w.category.__name__ for w in caught})
+
+    expected, expected_warnings = run(getattr(scipy_special, name))
+    actual, actual_warnings = run(getattr(special, name))
+    assert actual_warnings == expected_warnings
+    if isinstance(expected, type):
+        assert actual is expected
+    else:
+        assert_matches(actual, expected)
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,9 @@ def log_softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) 
     Notes
     -----
     ``-inf`` entries stay ``-inf``; rows that are all ``-inf`` or hold ``+inf`` or NaN
-    come out as NaN.
+    come out as NaN. The log of the sum is taken as ``log1p`` of the sum minus the
+    maximum's term, summed apart, so the dominant entry of a row keeps its tiny
+    log-probability: ``log_softmax([0.0, -40.0])[0]`` is -4.2e-18, not 0.
 
     Examples
     --------
@@ -158,7 +160,10 @@ def logsumexp(
     Notes
     -----
     ``-inf`` entries are ignored; an all ``-inf`` row, or an empty axis, gives ``-inf``
-    (as in SciPy); ``+inf`` gives ``+inf``; NaN gives NaN.
+    (as in SciPy); ``+inf`` gives ``+inf``; NaN gives NaN. The log of the sum is taken
+    as ``log1p`` of the sum of the terms other than the maximum's (summed apart), so a
+    tail far below the maximum is kept: ``logsumexp([0.0, -40.0])`` is 4.2e-18, as in
+    SciPy, not 0.
 
     Examples
     --------

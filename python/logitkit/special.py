@@ -5,8 +5,8 @@ that uses :func:`softmax`, :func:`log_softmax`, :func:`logsumexp`, :func:`expit`
 :func:`log_expit` on real NumPy input: the signatures, defaults (``axis=None`` is the
 whole array, as in SciPy), result dtypes, result types (NumPy scalar or array), special
 values (``inf``, ``nan``, the signs of ``return_sign``) and exceptions are SciPy's
-(1.17); the results agree to rounding, and are computed by logitkit's SIMD kernels
-wherever a kernel applies.
+(1.17 and 1.18; where they differ, those of the installed SciPy, see below); the results
+agree to rounding, and are computed by logitkit's SIMD kernels wherever a kernel applies.
 
 Differences from SciPy, all deliberate:
 
@@ -43,17 +43,30 @@ Differences from SciPy, all deliberate:
 How the work is done: one axis goes straight to logitkit's kernel; several axes are
 moved to the end and merged, ``axis=None`` is a ravel. float16 (and 8-bit integer)
 input to softmax, log_softmax and logsumexp is computed in float32 and returned in
-SciPy's dtype; :func:`expit` and :func:`log_expit` compute float16 and integer input in
-float64, as SciPy does (its loops are float32, float64 and long double). Long double
+SciPy's dtype. :func:`expit` and :func:`log_expit` pick the loop (float32, float64 or long
+double) that SciPy's ufuncs would, which depends on SciPy's version: SciPy 1.18 lists
+its float32 loop first, so float16, booleans and integers of up to 16 bits give float32
+(before: float64). The installed SciPy decides (its ``expit.types`` if it is imported,
+else its version number), without importing it; without SciPy, the newest rules apply.
+Long double
 input, and :func:`logsumexp` with weights ``b``, are computed with NumPy, by SciPy's
 formulas. For tiny inputs (below about 100 elements) the Python overhead makes
 :func:`expit` and :func:`log_expit` slower than SciPy's ufuncs; the reductions are
 faster from a few elements.
 """
 
+# The first overload of softmax, log_softmax, expit and log_expit takes scalars (and
+# returns a NumPy scalar), the second any array_like (an array): scalars are array_like
+# too, so newer NumPy type stubs make mypy report overload-overlap, though the first match
+# wins as intended. Disabled for this module rather than with "type: ignore" comments,
+# which --strict flags as unused where the stubs do not report the overlap (NumPy 2.4).
+# mypy: disable-error-code="overload-overlap"
+
 from __future__ import annotations
 
+import importlib.metadata
 import operator
+import sys
 from types import EllipsisType
 from typing import Any, Callable, Literal, SupportsIndex, TypeVar, Union, overload
 
@@ -89,8 +102,10 @@ _LONG = np.dtype(np.longdouble)
 # with NumPy, also where it is the same as double (Windows, macOS on arm64), so that its
 # results stay long double, as SciPy's do.
 _KERNEL_TYPES: tuple[type[np.floating[Any]], ...] = (np.float16, np.float32, np.float64)
-# scipy.special.expit's loops, in the order NumPy searches them: 'd->d', 'f->f', 'g->g'.
-_UFUNC_LOOPS = (_F64, _F32, _LONG)
+# scipy.special.expit's loops, in the order NumPy searches them: 'd->d', 'f->f', 'g->g'
+# up to SciPy 1.17, 'f->f', 'd->d', 'g->g' from 1.18 (see _ufunc_loops).
+_LOOPS_BEFORE_1_18 = (_F64, _F32, _LONG)
+_LOOPS_FROM_1_18 = (_F32, _F64, _LONG)
 _CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
 _ORDERS = ("K", "A", "C", "F")
 _NUMPY_2 = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
@@ -717,12 +732,49 @@ def _signature_dtype(signature: Any, name: str) -> np.dtype[Any] | None:
     return dtypes[0]
 
 
+_ufunc_loops_found: tuple[np.dtype[Any], ...] | None = None
+
+
+def _ufunc_loops() -> tuple[np.dtype[Any], ...]:
+    """The loops of the installed SciPy's ``expit`` / ``log_expit``, in search order
+    (found on the first call)."""
+    global _ufunc_loops_found
+    if _ufunc_loops_found is None:
+        _ufunc_loops_found = _find_ufunc_loops()
+    return _ufunc_loops_found
+
+
+def _find_ufunc_loops() -> tuple[np.dtype[Any], ...]:
+    """The loops of the installed SciPy's ``expit`` / ``log_expit``, in search order.
+
+    From ``scipy.special.expit.types`` when SciPy is already imported (logitkit does not
+    import it: that would cost every ``import logitkit.special`` SciPy's import time),
+    else from SciPy's version number; without SciPy, the newest rules.
+    """
+    scipy_special = sys.modules.get("scipy.special")
+    types = getattr(getattr(scipy_special, "expit", None), "types", None)
+    if isinstance(types, list) and types:
+        try:
+            return tuple(np.dtype(t.split("->")[0]) for t in types)
+        except TypeError:
+            pass
+    try:
+        version = importlib.metadata.version("scipy")
+    except importlib.metadata.PackageNotFoundError:
+        return _LOOPS_FROM_1_18
+    try:
+        old = np.lib.NumpyVersion(version) < "1.18.0"
+    except ValueError:  # a version string NumpyVersion does not parse
+        return _LOOPS_FROM_1_18
+    return _LOOPS_BEFORE_1_18 if old else _LOOPS_FROM_1_18
+
+
 def _loop_dtype(
     xdt: np.dtype[Any], fixed: np.dtype[Any] | None, casting: Casting, name: str
 ) -> np.dtype[Any]:
-    """The inner loop NumPy would pick for SciPy's ufunc (loops 'd->d', 'f->f', 'g->g')."""
+    """The inner loop NumPy would pick for SciPy's ufunc (loops: _ufunc_loops())."""
     if fixed is not None:
-        loop = next((d for d in _UFUNC_LOOPS if d.type is fixed.type), None)
+        loop = next((d for d in _ufunc_loops() if d.type is fixed.type), None)
         if loop is None:
             raise TypeError(
                 f"No loop matching the specified signature and casting was found for ufunc {name}"
@@ -731,9 +783,9 @@ def _loop_dtype(
         raise _complex_error(name)
     else:
         # An exact match first, then the first loop the input casts to safely.
-        loop = next((d for d in _UFUNC_LOOPS if d.type is xdt.type), None)
+        loop = next((d for d in _ufunc_loops() if d.type is xdt.type), None)
         if loop is None:
-            loop = next((d for d in _UFUNC_LOOPS if np.can_cast(xdt, d, "safe")), None)
+            loop = next((d for d in _ufunc_loops() if np.can_cast(xdt, d, "safe")), None)
         if loop is None:
             raise TypeError(
                 f"ufunc {name!r} not supported for the input types, and the inputs could "
@@ -975,8 +1027,9 @@ def expit(
     -------
     ndarray or scalar
         The sigmoid of `x` (or `out`); a NumPy scalar for scalar or 0-d `x`. The dtype is
-        SciPy's: float32 and long double stay, everything else (float16, integers,
-        booleans) is computed and returned in float64.
+        that of the installed SciPy (see the module notes): float32, float64 and long
+        double stay; float16, booleans and integers of up to 16 bits give float32 with
+        SciPy 1.18 (float64 with 1.17 and older); wider integers float64.
 
     Raises
     ------
