@@ -124,7 +124,7 @@ void register_losses(py::module_& m) {
         const DType dt = dtype_of(p, "p_logits");
         const StridedArray pv = view_of(p, "p_logits", false);
         const StridedArray qv = view_as(q, dt, "q_logits", false);
-        const StridedArray ov = view_as(out, dt, "out", true);
+        const StridedArray ov = view_as(out, DType::float64, "out (float64)", true);
         const OptionalView gv = optional_view(grad, dt, "grad", true);
         py::gil_scoped_release release;  // only these buffers are touched
         logitkit::kl_divergence(dt, pv, qv, ov, out_scale, gv.get(), grad_scale, axis);

@@ -562,3 +562,30 @@ def test_float32_total_past_float32_is_inf_without_warning():
     z = np.array([[3e38, -3e38], [3e38, -3e38]], np.float32)
     loss = logitkit.cross_entropy(z, np.array([1, 1]), reduction="sum")
     assert loss.dtype == np.float32 and np.isposinf(loss)
+
+
+def test_bce_float64_mean_of_many_equal_losses(simd_target):
+    # A plain double sum of 70000 losses of log 2 was off by 1.0e-12.
+    loss = logitkit.binary_cross_entropy(np.zeros(70000), np.zeros(70000))
+    assert abs(float(loss) - np.log(2)) <= 1e-13  # (measured 1.3e-15)
+
+
+def test_kl_divergence_float32_mean_of_rows_past_float32(simd_target):
+    # One row's divergence (6.6e38) overflows float32, the mean of five (1.3e38) not.
+    p = np.zeros((5, 2), np.float32)
+    p[0] = [-np.inf, 0.0]
+    q = np.zeros((5, 2), np.float32)
+    q[0] = [3.3e38, -3.3e38]
+    expected = reference.kl_divergence(p, q, reduction="mean")
+    assert abs(expected) < F32_MAX
+    assert_loss_close(logitkit.kl_divergence(p, q, reduction="mean"), expected, "loss",
+                      np.float32)
+    per_row = logitkit.kl_divergence(p, q)  # float32 rows: the first is inf, quietly
+    assert per_row.dtype == np.float32 and np.isposinf(per_row[0])
+
+
+def test_special_log_softmax_float16_past_65504_is_quiet():
+    from logitkit import special
+
+    out = special.log_softmax(np.array([60000, -60000], np.float16))
+    assert out.dtype == np.float16 and np.isneginf(out[1])

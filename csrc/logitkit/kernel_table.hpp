@@ -94,7 +94,9 @@ struct KlRows {
   idx q_row_stride;
   idx rows;
   idx n;
-  T* out;
+  // Per-row divergences in double whatever T is (a float32 row's may overflow float32
+  // while the batch's mean does not).
+  double* out;
   idx out_stride;
   double out_scale;  // multiplies every divergence (1 / log(base))
   T* grad;  // or null

@@ -342,7 +342,7 @@ void kl_divergence_rows(const KlRows<T>& a) {
     }
     // Scaled (to the logarithm's base) in double: a float32 divergence in nats may exceed
     // float32's range where the same in bits does not.
-    a.out[r * a.out_stride] = static_cast<T>(acc / double(sp) * a.out_scale);
+    a.out[r * a.out_stride] = acc / double(sp) * a.out_scale;
     if (a.grad) {
       T* g = a.grad + r * a.grad_row_stride;
       const T inv_p = a.grad_scale / sp, inv_q = a.grad_scale / sq;

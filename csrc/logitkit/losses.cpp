@@ -313,13 +313,13 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
   check_axis(p, axis);
   const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
   if (p.shape[axis] == 0) {
-    for_each_row_value({{&p, true, sizeof(T), false}, {&out, false, sizeof(T), true}}, axis,
-                       [&](const auto& off) { static_cast<T*>(out.data)[off[1]] = 0; });
+    for_each_row_value({{&p, true, sizeof(T), false}, {&out, false, sizeof(double), true}},
+                       axis, [&](const auto& off) { static_cast<double*>(out.data)[off[1]] = 0; });
     return;
   }
   std::vector<RowOperand> ops = {{&p, true, sizeof(T), false},
                                  {&q, true, sizeof(T), false},
-                                 {&out, false, sizeof(T), true}};
+                                 {&out, false, sizeof(double), true}};
   if (grad) ops.push_back({grad, true, sizeof(T), true});
   run_rows<T>(ops, axis, [&](const RowBatch& b) {
     KlRows<T> a{};
@@ -327,7 +327,7 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
     a.p_row_stride = b.row_stride[0];
     a.q_logits = b.at<const T>(1);
     a.q_row_stride = b.row_stride[1];
-    a.out = b.at<T>(2);
+    a.out = b.at<double>(2);
     a.out_stride = b.row_stride[2];
     a.out_scale = out_scale;
     a.rows = b.rows;

@@ -44,7 +44,7 @@ LossResult nll_loss(DType dtype, const StridedArray& log_probs, const CrossEntro
 
 void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis);
 
-// KL(P || Q) * out_scale per row into out; with grad (q_logits' shape),
+// KL(P || Q) * out_scale per row into out (float64 whatever the dtype); with grad (q_logits' shape),
 // d KL / d q_logits * grad_scale.
 void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
                    const StridedArray& out, double out_scale, const StridedArray* grad,

@@ -146,7 +146,9 @@ def kl_divergence(
     scale = _log_base(base)
     batch_shape = p.shape[:ax] + p.shape[ax + 1 :]
     rows = math.prod(batch_shape)
-    out = np.empty(batch_shape, dtype=compute)
+    # Per-row divergences in float64 whatever the dtype: a float32 row's may overflow
+    # float32 while the batch's mean does not.
+    out = np.empty(batch_shape, dtype=np.float64)
     grad: NDArray[Any] | None = np.empty_like(q) if return_grad else None
     grad_scale = (1.0 / rows if code == 2 and rows else 1.0) / scale
     # The base is applied in the kernel, in double: nats may exceed float32's range where

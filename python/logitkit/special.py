@@ -75,6 +75,7 @@ from numpy.exceptions import AxisError
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _binary, _softmax
+from ._arrays import cast_result
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "expit", "log_expit"]
 
@@ -233,7 +234,7 @@ def _prepare(
 
 def _finish(r: NDArray[Any], result_dtype: np.dtype[Any]) -> FloatResult:
     if r.dtype.type is not result_dtype.type:
-        r = r.astype(result_dtype)
+        r = cast_result(r, result_dtype)  # float16 past 65504 is inf, without a warning
     result: FloatResult = r[()] if r.ndim == 0 else r
     return result
 
