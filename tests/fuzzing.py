@@ -592,7 +592,7 @@ def _gen_values(rng, shape, dtype, profile, axis=-1):
         if profile in ("huge", "special") and _maybe(rng, 0.5):
             lo, hi = int(info.min), int(info.max)
             v = rng.integers(0, 2, size=shape)
-            return np.where(v == 1, hi, lo).astype(dtype)
+            return np.where(v == 1, np.array(hi, dtype), np.array(lo, dtype))
         lo = max(int(info.min), -50)
         hi = min(int(info.max), 50)
         return rng.integers(lo, hi + 1, size=shape).astype(dtype)
@@ -1692,7 +1692,23 @@ def _build_special(spec, mem, rng):
 
 
 def _expit_loop_dtype(dtype):
+    """The loop NumPy picks for scipy.special.expit: the input's own type if SciPy has a
+    loop for it, else the first of the installed SciPy's loops that the input casts to
+    safely ('d->d' first up to SciPy 1.17, 'f->f' first from 1.18); without SciPy,
+    1.17's rules."""
     dtype = np.dtype(dtype)
+    try:
+        import scipy.special
+        loops = [np.dtype(t.split("->")[0]) for t in scipy.special.expit.types]
+    except ImportError:
+        loops = None
+    if loops:
+        if dtype in loops:  # an exact match wins over an earlier safe cast
+            return dtype
+        for loop in loops:
+            if np.can_cast(dtype, loop, "safe"):
+                return loop
+        return np.dtype(np.float64)
     if dtype.type is np.float32:
         return np.dtype(np.float32)
     if dtype.type is np.longdouble and dtype.itemsize > 8:

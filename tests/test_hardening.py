@@ -589,3 +589,11 @@ def test_special_log_softmax_float16_past_65504_is_quiet():
 
     out = special.log_softmax(np.array([60000, -60000], np.float16))
     assert out.dtype == np.float16 and np.isneginf(out[1])
+
+
+def test_bce_infinite_total_is_inf_not_nan(simd_target):
+    # The compensated sum turned an infinite total into NaN (inf - inf in the carry).
+    z = np.array([-np.inf, 1.0, 2.0] * 100)
+    y = np.ones(300)
+    assert np.isposinf(logitkit.binary_cross_entropy(z, y, reduction="sum"))
+    assert np.isposinf(logitkit.binary_cross_entropy(z, y))

@@ -135,7 +135,7 @@ void log_sigmoid_array(const T* x, T* out, idx n) {
 // 0, not NaN). Returns the sum of the losses; stores them to loss_out unless it is null.
 template <class T>
 double bce_rows(const BceRows<T>& a) {
-  double total = 0, carry = 0;
+  double total = 0, carry = 0, plain = 0;
   for (idx r = 0; r < a.rows; ++r) {
     const idx base = r * a.n;
     const T* z = a.logits + base;
@@ -178,8 +178,10 @@ double bce_rows(const BceRows<T>& a) {
         }
       }
       lk_kahan_add(total, carry, row_sum);
+      plain += row_sum;
     }
   }
-  // (The compensation of an infinite total is NaN: leave it out then.)
-  return total - total == 0.0 ? total - carry : total;
+  // An infinite (or NaN) sum makes the compensated one NaN (inf - inf): the plain sum
+  // says what it is then.
+  return plain - plain == 0.0 ? total - carry : plain;
 }
