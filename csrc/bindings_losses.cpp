@@ -37,6 +37,8 @@ const void* contiguous_data(const OptArray& a, DType dt, const char* what) {
   if (dtype_of(*a, what) != dt) throw py::type_error(std::string(what) + " has the wrong dtype");
   if (!(a->flags() & py::array::c_style))
     throw py::value_error(std::string(what) + " must be C-contiguous");
+  if (!(a->flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(what) + " must be aligned");
   return a->data();
 }
 

@@ -597,3 +597,34 @@ def test_bce_infinite_total_is_inf_not_nan(simd_target):
     y = np.ones(300)
     assert np.isposinf(logitkit.binary_cross_entropy(z, y, reduction="sum"))
     assert np.isposinf(logitkit.binary_cross_entropy(z, y))
+
+
+def _unaligned(values):
+    raw = np.zeros(values.nbytes + 1, np.uint8)
+    a = raw[1:].view(values.dtype).reshape(values.shape)
+    a[...] = values
+    assert not a.flags.aligned
+    return a
+
+
+# found by the in-suite fuzz run under tools/sanitize.sh (UBSan: misaligned loads)
+def test_unaligned_targets_and_weights(simd_target):
+    rng = np.random.default_rng(12)
+    z = rng.standard_normal((5, 7)).astype(np.float32)
+    y = rng.random((5, 7)).astype(np.float32)
+    w = rng.uniform(0.5, 2, (5, 7)).astype(np.float32)
+    pw = rng.uniform(0.5, 2, 7).astype(np.float32)
+    expected = logitkit.binary_cross_entropy(z, y, weight=w, pos_weight=pw, reduction="none")
+    got = logitkit.binary_cross_entropy(z, _unaligned(y), weight=_unaligned(w),
+                                        pos_weight=_unaligned(pw), reduction="none")
+    np.testing.assert_array_equal(got, expected)
+    cw = rng.uniform(0.5, 2, 7).astype(np.float32)
+    labels = rng.integers(0, 7, 5)
+    np.testing.assert_array_equal(logitkit.cross_entropy(z, labels, weight=_unaligned(cw)),
+                                  logitkit.cross_entropy(z, labels, weight=cw))
+
+
+def test_core_rejects_unaligned_contiguous_operands():
+    z = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="aligned"):
+        logitkit._core.binary_cross_entropy(z, _unaligned(z), None, None, None, None, 1.0)

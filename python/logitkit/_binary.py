@@ -106,7 +106,9 @@ def _as_operand(
         full = np.broadcast_to(a, shape)
     except ValueError:
         raise ValueError(f"{name} of shape {a.shape} does not broadcast to {shape}") from None
-    return np.ascontiguousarray(full, dtype=dtype)
+    # Aligned too: np.ascontiguousarray keeps an unaligned contiguous array as it is, and
+    # the kernels load whole elements.
+    return np.require(full, dtype=dtype, requirements=["C", "A"])
 
 
 @overload

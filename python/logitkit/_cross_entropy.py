@@ -51,7 +51,7 @@ def _class_weights(weight: ArrayLike | None, n: int, dtype: np.dtype[Any]) -> ND
         raise TypeError(f"weight must be a real array, got dtype {w.dtype}")
     if w.shape != (n,):
         raise ValueError(f"weight has shape {w.shape}, expected shape ({n},) (one per class)")
-    return np.ascontiguousarray(w, dtype=dtype)
+    return np.require(w, dtype=dtype, requirements=["C", "A"])  # aligned, as the kernels load
 
 
 _INT64_MIN = -(2**63)
