@@ -1696,7 +1696,7 @@ def _expit_loop_dtype(dtype):
     loop for it, else the first of the installed SciPy's loops that the input casts to
     safely ('d->d' first up to SciPy 1.17, 'f->f' first from 1.18); without SciPy,
     1.17's rules."""
-    dtype = np.dtype(dtype)
+    dtype = np.dtype(dtype).newbyteorder("=")  # byte order plays no part in the choice
     try:
         import scipy.special
         loops = [np.dtype(t.split("->")[0]) for t in scipy.special.expit.types]

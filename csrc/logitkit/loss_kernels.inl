@@ -298,13 +298,19 @@ void entropy_rows(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows
   lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const T* next, T* next_max) {
     const T* z = x + r * x_row_stride;
     const T shift = lk_shift_for(m);
-    const T s = lk_exp_sum_row(z, static_cast<T*>(nullptr), n, shift, next, next_max);
-    double acc = 0;
+    // One pass, one exp per element: s = sum e and d = sum e (z - shift), e = exp(z -
+    // shift), in double vector accumulators (they were an exp pass, then a scalar pass
+    // taking every exp again).
+    double s = 0, d = 0;
+#pragma omp simd reduction(+ : s, d)
     for (idx c = 0; c < n; ++c) {
-      const T e = lk_exp_nonpositive(z[c] - shift);
-      acc += double(lk_times_nonzero(e, z[c] - shift));
+      const T u = z[c] - shift;
+      const T e = lk_exp_nonpositive(u);
+      s += double(e);
+      d += e == T(0) ? 0.0 : double(e) * double(u);  // -inf logits contribute 0
     }
-    out[r * out_stride] = static_cast<T>(double(lk_log(s)) - acc / double(s));
+    if (next) *next_max = lk_row_max(next, n);
+    out[r * out_stride] = static_cast<T>(lk_log(s) - d / s);
   });
 }
 
@@ -318,34 +324,36 @@ void kl_divergence_rows(const KlRows<T>& a) {
     const T* zq = a.q_logits + r * a.q_row_stride;
     const T shift_p = lk_shift_for(lk_row_max(zp, n));
     const T shift_q = lk_shift_for(lk_row_max(zq, n));
-    const T sp = lk_exp_sum_row(zp, static_cast<T*>(nullptr), n, shift_p,
-                                static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
-    const T sq = lk_exp_sum_row(zq, static_cast<T*>(nullptr), n, shift_q,
-                                static_cast<const T*>(nullptr), static_cast<T*>(nullptr));
-    // log p_c - log q_c = (zp_c - shift_p) - (zq_c - shift_q) - (log sp - log sq)
-    const T log_ratio = lk_log(sp) - lk_log(sq);
-    // The log ratio in double: (zp - shift_p) - (zq - shift_q) of float32 logits +-3e38
-    // is past float32's range where p_c, and the divergence, are not.
-    // (Each logit minus its own row's shift first: zp - zq minus (shift_p - shift_q) would
-    // cancel catastrophically for logits of 1e149.)
-    double acc = 0;
+    // One pass, one exp per element and input, in double vector accumulators:
+    //   KL = sum_c p_c (log p_c - log q_c) = acc / sp - (log sp - log sq),
+    //   acc = sum_c ep_c ((zp_c - shift_p) - (zq_c - shift_q)).
+    // The differences in double: (zp - shift_p) - (zq - shift_q) of float32 logits +-3e38
+    // is past float32's range where p_c, and the divergence, are not. (Each logit minus
+    // its own row's shift first: zp - zq minus (shift_p - shift_q) would cancel
+    // catastrophically for logits of 1e149.)
+    const double shift_p_d = double(shift_p), shift_q_d = double(shift_q);
+    double sp = 0, sq = 0, acc = 0;
+#pragma omp simd reduction(+ : sp, sq, acc)
     for (idx c = 0; c < n; ++c) {
       const T ep = lk_exp_nonpositive(zp[c] - shift_p);
-      const double log_pq = ((double(zp[c]) - double(shift_p)) -
-                             (double(zq[c]) - double(shift_q))) - double(log_ratio);
+      const T eq = lk_exp_nonpositive(zq[c] - shift_q);
+      sp += double(ep);
+      sq += double(eq);
+      const double up = double(zp[c]) - shift_p_d;
+      const double diff = up - (double(zq[c]) - shift_q_d);
       // A class that Q rules out (-inf) and P does not makes the divergence +inf, also
       // where exp flushed p_c (below the smallest normal number) to 0; as in the float64
       // formula, a p_c below double's smallest subnormal (e^-745) counts as 0.
-      const bool q_excludes =
-          zq[c] == lk_neg_inf<T>() && double(zp[c]) - double(shift_p) > -745.2;
-      acc += ep == T(0) ? (q_excludes ? double(-lk_neg_inf<T>()) : 0.0) : double(ep) * log_pq;
+      const bool q_excludes = zq[c] == lk_neg_inf<T>() && up > -745.2;
+      acc += ep == T(0) ? (q_excludes ? double(-lk_neg_inf<T>()) : 0.0) : double(ep) * diff;
     }
     // Scaled (to the logarithm's base) in double: a float32 divergence in nats may exceed
     // float32's range where the same in bits does not.
-    a.out[r * a.out_stride] = acc / double(sp) * a.out_scale;
+    a.out[r * a.out_stride] = (acc / sp - (lk_log(sp) - lk_log(sq))) * a.out_scale;
     if (a.grad) {
       T* g = a.grad + r * a.grad_row_stride;
-      const T inv_p = a.grad_scale / sp, inv_q = a.grad_scale / sq;
+      const T inv_p = static_cast<T>(double(a.grad_scale) / sp);
+      const T inv_q = static_cast<T>(double(a.grad_scale) / sq);
 #pragma omp simd
       for (idx c = 0; c < n; ++c)
         g[c] = lk_exp_nonpositive(zq[c] - shift_q) * inv_q -
