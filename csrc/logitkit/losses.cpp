@@ -12,10 +12,11 @@ namespace {
 
 constexpr idx kLabelSize = sizeof(std::int64_t);
 
-// A C-contiguous array of per-row losses, for reductions that do not return them.
-template <class T>
+// The per-row losses as the kernels write them: a C-contiguous array of doubles of the
+// batch shape, zeroed (a float32 row's loss may overflow float32 while the batch's mean
+// does not; finish_rows rounds them for reduction "none").
 struct LossBuffer {
-  std::vector<T> values;
+  std::vector<double> values;
   StridedArray view;
   LossBuffer(const StridedArray& logits, int axis) {
     idx count = 1;
@@ -27,7 +28,7 @@ struct LossBuffer {
     values.resize(static_cast<size_t>(count));
     view.data = values.data();
     view.strides.assign(view.shape.size(), 0);
-    idx stride = sizeof(T);
+    idx stride = sizeof(double);
     for (int d = static_cast<int>(view.shape.size()) - 1; d >= 0; --d) {
       view.strides[d] = stride;
       stride *= view.shape[d] > 0 ? view.shape[d] : 1;
@@ -38,7 +39,7 @@ struct LossBuffer {
 // The sum of the per-row losses (in the kernels' double buffer), in C order; for
 // reduction "none" also stores them, rounded to T, in the caller's array.
 template <class T>
-double finish_rows(const StridedArray& logits, const LossBuffer<double>& rows,
+double finish_rows(const StridedArray& logits, const LossBuffer& rows,
                    const StridedArray* out, int axis) {
   const double* values = rows.values.data();
   // Neumaier's compensated sum: per-row losses of both signs and very different sizes
@@ -90,13 +91,14 @@ LossResult check_labels(const StridedArray& logits, const CrossEntropyArgs& args
 }
 
 // Every entry point checks the axis before reading shape[axis] (the bindings pass it on
-// unchecked; the Python layer has normalized it).
+// unchecked; the Python layer has normalized it). check_args: that, the reduction code
+// and the class-weight length of cross_entropy / nll_loss.
 void check_axis(const StridedArray& x, int axis) {
   if (axis < 0 || axis >= static_cast<int>(x.shape.size()))
     throw std::invalid_argument("axis out of range");
 }
 
-void check_weight(const StridedArray& logits, const CrossEntropyArgs& args) {
+void check_args(const StridedArray& logits, const CrossEntropyArgs& args) {
   check_axis(logits, args.axis);
   if (args.reduction != Reduction::none && args.reduction != Reduction::sum &&
       args.reduction != Reduction::mean)
@@ -219,7 +221,7 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
   const int axis = args.axis;
   if ((args.labels == nullptr) == (args.probs == nullptr))
     throw std::invalid_argument("cross_entropy takes either labels or probabilities");
-  check_weight(logits, args);
+  check_args(logits, args);
   LossResult result;
   if (args.labels) {
     result = check_labels<T>(logits, args);
@@ -234,7 +236,7 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
   for (idx c = 0; c < n; ++c) weight_sum += weight ? double(weight[c]) : 1.0;
 
   // The kernels write per-row losses in double here; "none" gets them rounded after.
-  LossBuffer<double> buffer(logits, axis);
+  LossBuffer buffer(logits, axis);
   const StridedArray& loss = buffer.view;
   double grad_scale = 1.0;
   // A mean over no rows is 0 with a zero gradient (a fully padded batch); otherwise it
@@ -263,12 +265,12 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
 template <class T>
 LossResult nll_loss_typed(const StridedArray& log_probs, const CrossEntropyArgs& args) {
   if (!args.labels) throw std::invalid_argument("nll_loss takes labels");
-  check_weight(log_probs, args);
+  check_args(log_probs, args);
   LossResult result = check_labels<T>(log_probs, args);
   if (result.bad_label >= 0) return result;
   const T* weight = static_cast<const T*>(args.weight);
   const idx n = log_probs.shape[args.axis];
-  LossBuffer<double> buffer(log_probs, args.axis);
+  LossBuffer buffer(log_probs, args.axis);
   const idx axis_stride = log_probs.strides[args.axis] / static_cast<idx>(sizeof(T));
   const T* lp = static_cast<const T*>(log_probs.data);
   const auto* labels = static_cast<const std::int64_t*>(args.labels->data);

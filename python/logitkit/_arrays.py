@@ -152,15 +152,14 @@ def scratch_like(out: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
     whole elements or span more than four times its size.
     """
     dtype = np.dtype(dtype)
-    fallback = np.empty_like(out, dtype=dtype)
     if out.size <= 1 or any(st % out.itemsize for st in out.strides):
-        return fallback
+        return np.empty_like(out, dtype=dtype)
     strides = [st // out.itemsize * dtype.itemsize for st in out.strides]
     low = sum(st * (n - 1) for st, n in zip(strides, out.shape) if st < 0)
     high = sum(st * (n - 1) for st, n in zip(strides, out.shape) if st > 0)
     span = (high - low) // dtype.itemsize + 1
     if span > 4 * out.size:
-        return fallback
+        return np.empty_like(out, dtype=dtype)
     base = np.empty(span, dtype=dtype)
     start = base[-low // dtype.itemsize :]
     view: NDArray[Any] = np.lib.stride_tricks.as_strided(

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import as_float_array, cast_result, copy_result, normalize_axis
+from ._arrays import as_float_array, cast_result, normalize_axis
 from ._cross_entropy import reduce_losses, reduction_code
 from ._typing import FloatArray, Loss, Reduction
 
@@ -60,8 +60,7 @@ def entropy(logits: ArrayLike, *, axis: int = -1, base: float | None = None) -> 
     _core.entropy(z, out, ax)
     if scale != 1.0:
         out /= out.dtype.type(scale)
-    if out.dtype != result_dtype:
-        out = cast_result(out, result_dtype)
+    out = cast_result(out, result_dtype)
     return out[()] if out.ndim == 0 else out
 
 
