@@ -13,60 +13,92 @@ namespace logitkit {
 
 using idx = std::ptrdiff_t;
 
-template <class T>
+// The 16-bit storage formats, as bit patterns: IEEE binary16 (NumPy's float16) and
+// bfloat16 (ml_dtypes.bfloat16: float32's upper half). The kernels read them, widen them to
+// float in registers, compute in float and narrow the results back (half.inl); nothing
+// converts whole arrays. A struct per format, so that overloads tell them apart.
+struct Float16 {
+  std::uint16_t bits;
+};
+struct BFloat16 {
+  std::uint16_t bits;
+};
+
+// The type a kernel computes in for elements stored as S: S itself for float and double,
+// float for the 16-bit formats. Kernels take two template parameters, the storage type S
+// and this compute type T, so one source serves every dtype.
+template <class S>
+struct ComputeType {
+  using type = S;
+};
+template <>
+struct ComputeType<Float16> {
+  using type = float;
+};
+template <>
+struct ComputeType<BFloat16> {
+  using type = float;
+};
+template <class S>
+using compute_t = typename ComputeType<S>::type;
+
+template <class S>
 struct SoftmaxKernels {
+  using T = compute_t<S>;  // scalars are in the compute type
   // rows x n, reduced axis contiguous; rows start *_row_stride elements apart.
-  void (*softmax_rows)(const T* x, idx x_row_stride, T* out, idx out_row_stride, idx rows,
+  void (*softmax_rows)(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
                        idx n);
-  void (*log_softmax_rows)(const T* x, idx x_row_stride, T* out, idx out_row_stride,
+  void (*log_softmax_rows)(const S* x, idx x_row_stride, S* out, idx out_row_stride,
                            idx rows, idx n);
-  void (*logsumexp_rows)(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows,
+  void (*logsumexp_rows)(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows,
                          idx n);
   // n x cols: the reduced axis is strided (*_axis_stride elements between classes) and the
   // kernel vectorizes across `cols` positions, *_col_stride elements apart (1: contiguous
   // columns; the row length: short contiguous rows, vectorized across rows).
-  void (*softmax_cols)(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+  void (*softmax_cols)(const S* x, idx x_axis_stride, idx x_col_stride, S* out,
                        idx out_axis_stride, idx out_col_stride, idx n, idx cols);
-  void (*log_softmax_cols)(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+  void (*log_softmax_cols)(const S* x, idx x_axis_stride, idx x_col_stride, S* out,
                            idx out_axis_stride, idx out_col_stride, idx n, idx cols);
-  void (*logsumexp_cols)(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+  void (*logsumexp_cols)(const S* x, idx x_axis_stride, idx x_col_stride, S* out,
                          idx out_col_stride, idx n, idx cols);
   // The vector exps themselves, elementwise over contiguous arrays (for accuracy tests):
   // full range, and the faster one for arguments <= 0 that the kernels use.
-  void (*exp)(const T* x, T* out, idx n);
-  void (*exp_nonpositive)(const T* x, T* out, idx n);
+  void (*exp)(const S* x, S* out, idx n);
+  void (*exp_nonpositive)(const S* x, S* out, idx n);
 };
 
 // Arguments of the fused cross-entropy kernel: `rows` rows of `n` classes, each contiguous.
 // Exactly one of labels / probs is set.
-template <class T>
+template <class S>
 struct CrossEntropyRows {
-  const T* logits;
+  using T = compute_t<S>;  // scalars are in the compute type
+  const S* logits;
   idx logits_row_stride;
   idx rows;
   idx n;
   const std::int64_t* labels;  // class index per row (validated), or null
   idx label_stride;
   std::int64_t ignore_index;
-  const T* probs;  // probability rows, or null
+  const S* probs;  // probability rows, or null
   idx probs_row_stride;
-  const T* weight;  // n class weights, or null
+  const T* weight;  // n class weights (in the compute type: a small vector), or null
   T weight_sum;     // sum of the class weights (n without weights)
   T smoothing;      // label smoothing in [0, 1]
   // Per-row loss (always written), in double whatever T is: a float32 row's loss may
   // overflow float32 while the batch's mean does not.
   double* loss;
   idx loss_stride;
-  T* grad;  // gradient rows, or null for the loss only
+  S* grad;  // gradient rows, or null for the loss only
   idx grad_row_stride;
   T grad_scale;  // multiplies every gradient (1/denominator of a mean)
 };
 
 // Cross-entropy with class indices, vectorized across `cols` samples: logits of sample j,
 // class c at logits[c * axis_stride + j * col_stride] (likewise grad).
-template <class T>
+template <class S>
 struct CrossEntropyCols {
-  const T* logits;
+  using T = compute_t<S>;  // scalars are in the compute type
+  const S* logits;
   idx axis_stride;
   idx col_stride;
   idx n;
@@ -79,18 +111,19 @@ struct CrossEntropyCols {
   T smoothing;
   double* loss;  // as in CrossEntropyRows
   idx loss_stride;
-  T* grad;  // or null
+  S* grad;  // or null
   idx grad_axis_stride;
   idx grad_col_stride;
   T grad_scale;
 };
 
 // KL(P || Q) per row from two sets of logits, optionally with d KL / d q_logits.
-template <class T>
+template <class S>
 struct KlRows {
-  const T* p_logits;
+  using T = compute_t<S>;  // scalars are in the compute type
+  const S* p_logits;
   idx p_row_stride;
-  const T* q_logits;
+  const S* q_logits;
   idx q_row_stride;
   idx rows;
   idx n;
@@ -99,40 +132,42 @@ struct KlRows {
   double* out;
   idx out_stride;
   double out_scale;  // multiplies every divergence (1 / log(base))
-  T* grad;  // or null
+  S* grad;  // or null
   idx grad_row_stride;
   T grad_scale;
 };
 
 // Binary cross-entropy from logits over `rows` x `n` contiguous elements.
-template <class T>
+template <class S>
 struct BceRows {
-  const T* logits;
-  const T* target;
-  const T* weight;      // full-size weights, or null
-  const T* pos_weight;  // rows of n (one shared row when pos_weight_row_stride is 0), or null
+  using T = compute_t<S>;  // scalars are in the compute type
+  const S* logits;
+  const S* target;
+  const S* weight;      // full-size weights, or null
+  const S* pos_weight;  // rows of n (one shared row when pos_weight_row_stride is 0), or null
   idx pos_weight_row_stride;
   idx rows;
   idx n;
-  T* loss;  // per-element loss, or null
-  T* grad;  // or null
+  S* loss;  // per-element loss, or null
+  S* grad;  // or null
   T grad_scale;
 };
 
-template <class T>
+template <class S>
 struct LossKernels {
-  void (*cross_entropy_rows)(const CrossEntropyRows<T>& args);
-  void (*cross_entropy_cols)(const CrossEntropyCols<T>& args);
-  void (*entropy_rows)(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows, idx n);
-  void (*kl_divergence_rows)(const KlRows<T>& args);
-  void (*softmax_backward_rows)(const T* g, idx g_row_stride, const T* p, idx p_row_stride,
-                                T* out, idx out_row_stride, idx rows, idx n);
-  void (*log_softmax_backward_rows)(const T* g, idx g_row_stride, const T* logp,
-                                    idx logp_row_stride, T* out, idx out_row_stride, idx rows,
+  using T = compute_t<S>;  // scalars are in the compute type
+  void (*cross_entropy_rows)(const CrossEntropyRows<S>& args);
+  void (*cross_entropy_cols)(const CrossEntropyCols<S>& args);
+  void (*entropy_rows)(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n);
+  void (*kl_divergence_rows)(const KlRows<S>& args);
+  void (*softmax_backward_rows)(const S* g, idx g_row_stride, const S* p, idx p_row_stride,
+                                S* out, idx out_row_stride, idx rows, idx n);
+  void (*log_softmax_backward_rows)(const S* g, idx g_row_stride, const S* logp,
+                                    idx logp_row_stride, S* out, idx out_row_stride, idx rows,
                                     idx n);
-  void (*sigmoid)(const T* x, T* out, idx n);
-  void (*log_sigmoid)(const T* x, T* out, idx n);
-  double (*bce_rows)(const BceRows<T>& args);  // returns the sum of the losses
+  void (*sigmoid)(const S* x, S* out, idx n);
+  void (*log_sigmoid)(const S* x, S* out, idx n);
+  double (*bce_rows)(const BceRows<S>& args);  // returns the sum of the losses
 };
 
 struct KernelTable {

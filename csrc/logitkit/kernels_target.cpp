@@ -41,6 +41,7 @@ namespace LOGITKIT_TARGET_NS {
 namespace {
 
 #include "exp.inl"
+#include "half.inl"
 #include "softmax_kernels.inl"
 #include "loss_kernels.inl"
 #include "binary_kernels.inl"
