@@ -18,10 +18,17 @@ inline DType dtype_of(const py::array& a, const char* what) {
   const py::dtype dt = a.dtype();
   if (dt.is(py::dtype::of<float>())) return DType::float32;
   if (dt.is(py::dtype::of<double>())) return DType::float64;
-  // Slow path for equal but distinct dtype objects.
+  // Slow path for equal but distinct dtype objects, and the 16-bit formats: NumPy's
+  // float16, and ml_dtypes.bfloat16 (recognized by its type code, without importing
+  // ml_dtypes; the Python layer has checked that it is that dtype).
   if (dt.equal(py::dtype::of<float>())) return DType::float32;
   if (dt.equal(py::dtype::of<double>())) return DType::float64;
-  throw py::type_error(std::string(what) + " must be a native float32 or float64 array, got " +
+  if (dt.itemsize() == 2 && dt.byteorder() != '>') {
+    if (dt.kind() == 'f') return DType::float16;
+    if (dt.kind() == 'V' && dt.char_() == 'E') return DType::bfloat16;
+  }
+  throw py::type_error(std::string(what) +
+                       " must be a native float32, float64, float16 or bfloat16 array, got " +
                        py::str(dt).cast<std::string>());
 }
 

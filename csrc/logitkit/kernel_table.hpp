@@ -175,13 +175,16 @@ struct KernelTable {
   idx vector_bytes;  // width of this target's vectors
   SoftmaxKernels<float> f32;
   SoftmaxKernels<double> f64;
+  SoftmaxKernels<Float16> f16;
+  SoftmaxKernels<BFloat16> bf16;
   LossKernels<float> loss_f32;
   LossKernels<double> loss_f64;
+  LossKernels<Float16> loss_f16;
+  LossKernels<BFloat16> loss_bf16;
 };
 
-template <class T>
-const SoftmaxKernels<T>& kernels_for(const KernelTable& table);
-
+template <class S>
+const SoftmaxKernels<S>& kernels_for(const KernelTable& table);
 template <>
 inline const SoftmaxKernels<float>& kernels_for<float>(const KernelTable& table) {
   return table.f32;
@@ -190,16 +193,17 @@ template <>
 inline const SoftmaxKernels<double>& kernels_for<double>(const KernelTable& table) {
   return table.f64;
 }
-
-template <class T>
-const LossKernels<T>& loss_kernels_for(const KernelTable& table);
-
-// Elements of T in one of the table's vectors.
-template <class T>
-idx lanes_for(const KernelTable& table) {
-  return table.vector_bytes / static_cast<idx>(sizeof(T));
+template <>
+inline const SoftmaxKernels<Float16>& kernels_for<Float16>(const KernelTable& table) {
+  return table.f16;
+}
+template <>
+inline const SoftmaxKernels<BFloat16>& kernels_for<BFloat16>(const KernelTable& table) {
+  return table.bf16;
 }
 
+template <class S>
+const LossKernels<S>& loss_kernels_for(const KernelTable& table);
 template <>
 inline const LossKernels<float>& loss_kernels_for<float>(const KernelTable& table) {
   return table.loss_f32;
@@ -207,6 +211,20 @@ inline const LossKernels<float>& loss_kernels_for<float>(const KernelTable& tabl
 template <>
 inline const LossKernels<double>& loss_kernels_for<double>(const KernelTable& table) {
   return table.loss_f64;
+}
+template <>
+inline const LossKernels<Float16>& loss_kernels_for<Float16>(const KernelTable& table) {
+  return table.loss_f16;
+}
+template <>
+inline const LossKernels<BFloat16>& loss_kernels_for<BFloat16>(const KernelTable& table) {
+  return table.loss_bf16;
+}
+
+// Elements of S's compute type in one of the table's vectors (the kernels' block width).
+template <class S>
+idx lanes_for(const KernelTable& table) {
+  return table.vector_bytes / static_cast<idx>(sizeof(compute_t<S>));
 }
 
 }  // namespace logitkit

@@ -46,30 +46,41 @@ namespace {
 #include "loss_kernels.inl"
 #include "binary_kernels.inl"
 
-template <class T>
-constexpr SoftmaxKernels<T> softmax_kernels() {
-  return SoftmaxKernels<T>{
-      &softmax_rows<T>,  &log_softmax_rows<T>, &logsumexp_rows<T>, &softmax_cols<T>,
-      &log_softmax_cols<T>, &logsumexp_cols<T>, &exp_array<T>, &exp_nonpositive_array<T>,
+template <class S>
+constexpr SoftmaxKernels<S> softmax_kernels() {
+  return SoftmaxKernels<S>{
+      &softmax_rows<S>,  &log_softmax_rows<S>, &logsumexp_rows<S>, &softmax_cols<S>,
+      &log_softmax_cols<S>, &logsumexp_cols<S>, &exp_array<S>, &exp_nonpositive_array<S>,
   };
 }
 
-template <class T>
-constexpr LossKernels<T> loss_kernels() {
-  return LossKernels<T>{
-      &cross_entropy_rows<T>,    &cross_entropy_cols<T>,   &entropy_rows<T>, &kl_divergence_rows<T>,
-      &softmax_backward_rows<T>, &log_softmax_backward_rows<T>, &sigmoid_array<T>,
-      &log_sigmoid_array<T>,     &bce_rows<T>,
+template <class S>
+constexpr LossKernels<S> loss_kernels() {
+  return LossKernels<S>{
+      &cross_entropy_rows<S>,    &cross_entropy_cols<S>,   &entropy_rows<S>, &kl_divergence_rows<S>,
+      &softmax_backward_rows<S>, &log_softmax_backward_rows<S>, &sigmoid_array<S>,
+      &log_sigmoid_array<S>,     &bce_rows<S>,
+  };
+}
+
+// The 16-bit formats, while only some kernels take them: the others are null, and the
+// drivers reject those dtypes for them.
+template <class S>
+constexpr LossKernels<S> half_loss_kernels() {
+  return LossKernels<S>{
+      &cross_entropy_rows<S>, &cross_entropy_cols<S>, nullptr, nullptr, nullptr, nullptr,
+      nullptr, nullptr, nullptr,
   };
 }
 
 }  // namespace
 
 const KernelTable* kernel_table() {
-  static const KernelTable table{LOGITKIT_TARGET_NAME, LOGITKIT_VECTOR_BYTES,
-                                 softmax_kernels<float>(),
-                                 softmax_kernels<double>(), loss_kernels<float>(),
-                                 loss_kernels<double>()};
+  static const KernelTable table{LOGITKIT_TARGET_NAME,       LOGITKIT_VECTOR_BYTES,
+                                 softmax_kernels<float>(),    softmax_kernels<double>(),
+                                 softmax_kernels<Float16>(),  softmax_kernels<BFloat16>(),
+                                 loss_kernels<float>(),       loss_kernels<double>(),
+                                 half_loss_kernels<Float16>(), half_loss_kernels<BFloat16>()};
   return &table;
 }
 

@@ -31,11 +31,11 @@ inline T lk_times_nonzero(T a, T b) {
 // Whether a row's lse is +inf: its maximum is +inf and none of its n elements (stride
 // apart) is NaN, which would make it NaN. Read before any gradient is written (the
 // gradient may overwrite the logits); only rows whose maximum is +inf are scanned.
-template <class T>
-inline bool lk_lse_is_inf(T max, const T* z, idx n, idx stride) {
+template <class S, class T>
+inline bool lk_lse_is_inf(T max, const S* z, idx n, idx stride) {
   if (max != -lk_neg_inf<T>()) return false;
   for (idx c = 0; c < n; ++c)
-    if (z[c * stride] != z[c * stride]) return false;
+    if (lk_ld(z[c * stride]) != lk_ld(z[c * stride])) return false;
   return true;
 }
 
@@ -47,16 +47,20 @@ inline T lk_log_sum(bool lse_is_inf, T s) {
   return lse_is_inf ? T(0) : lk_log(s);
 }
 
-template <class T>
-void cross_entropy_rows(const CrossEntropyRows<T>& a) {
+// For a 16-bit S the exponentials are kept in the gradient rounded to S; the target's
+// entry, p_t - 1 (which cancels when p_t is near 1), is computed from its exponential in
+// the compute type instead.
+template <class S, class T = compute_t<S>>
+void cross_entropy_rows(const CrossEntropyRows<S>& a) {
+  constexpr bool kNarrow = sizeof(S) < sizeof(T);
   const idx n = a.n;
   const T eps = a.smoothing;
   const T eps_per_class = eps / static_cast<T>(n);
   const T keep = T(1) - eps;
   lk_pipelined_rows(a.logits, a.logits_row_stride, a.rows, n,
-                    [&](idx r, T m, const T* next, T* next_max) {
-    const T* z = a.logits + r * a.logits_row_stride;
-    T* g = a.grad ? a.grad + r * a.grad_row_stride : nullptr;
+                    [&](idx r, T m, const S* next, T* next_max) {
+    const S* z = a.logits + r * a.logits_row_stride;
+    S* g = a.grad ? a.grad + r * a.grad_row_stride : nullptr;
     const T shift = lk_shift_for(m);
     // Everything that reads z after the exp pass is taken first: the gradient may be
     // written over the logits (grad_out=logits).
@@ -71,12 +75,14 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
         if (next) *next_max = lk_row_max(next, n);
         a.loss[r * a.loss_stride] = 0;
         if (g)
-          for (idx c = 0; c < n; ++c) g[c] = 0;
+          for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(T(0));
         return;
       }
       // The loss is assembled in double: shift - z_c of float32 logits +-3e38 is 6e38,
       // past float32's range, in a loss that fits it.
-      const double gap_t = double(shift) - double(z[t]);  // lse - z_t = gap_t + log s
+      const T z_t = lk_ld(z[t]);
+      const double gap_t = double(shift) - double(z_t);  // lse - z_t = gap_t + log s
+      const T e_t = kNarrow ? lk_exp_nonpositive(z_t - shift) : T(0);
       // eps/C sum_c w_c (shift - z_c); -inf logits make it +inf, as they should.
       double smooth_gap = 0;
       if (eps != T(0)) {
@@ -84,10 +90,11 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
         if (a.weight) {
           const T* w = a.weight;
 #pragma omp simd reduction(+ : smooth_gap)
-          for (idx c = 0; c < n; ++c) smooth_gap += double(w[c]) * (shift_d - double(z[c]));
+          for (idx c = 0; c < n; ++c)
+            smooth_gap += double(w[c]) * (shift_d - double(lk_ld(z[c])));
         } else {
 #pragma omp simd reduction(+ : smooth_gap)
-          for (idx c = 0; c < n; ++c) smooth_gap += shift_d - double(z[c]);
+          for (idx c = 0; c < n; ++c) smooth_gap += shift_d - double(lk_ld(z[c]));
         }
       }
       const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
@@ -100,37 +107,41 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
       if (g) {
         const T scale = a.grad_scale * (keep * w_t + eps_per_class * a.weight_sum) / s;
         const T smooth = a.grad_scale * eps_per_class;
+        const T w_smooth_t = a.weight && eps != T(0) ? a.weight[t] : T(1);
         if (a.weight && eps != T(0)) {
           const T* w = a.weight;
 #pragma omp simd
-          for (idx c = 0; c < n; ++c) g[c] = g[c] * scale - smooth * w[c];
+          for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(lk_ld(g[c]) * scale - smooth * w[c]);
         } else {
 #pragma omp simd
-          for (idx c = 0; c < n; ++c) g[c] = g[c] * scale - smooth;
+          for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(lk_ld(g[c]) * scale - smooth);
         }
-        g[t] -= a.grad_scale * keep * w_t;
+        if (kNarrow)
+          g[t] = lk_st<S>((e_t * scale - smooth * w_smooth_t) - a.grad_scale * keep * w_t);
+        else
+          g[t] = lk_st<S>(lk_ld(g[t]) - a.grad_scale * keep * w_t);
       }
       return;
     }
 
     // Probability targets: B = sum w y', D = sum w y' (shift - z), with 0 * inf = 0.
-    const T* y = a.probs + r * a.probs_row_stride;
+    const S* y = a.probs + r * a.probs_row_stride;
     const T* w = a.weight;
     double b_sum = 0, d_sum = 0;
     const double shift_d = double(shift);
     if (w) {
 #pragma omp simd reduction(+ : b_sum, d_sum)
       for (idx c = 0; c < n; ++c) {
-        const T wy = w[c] * (keep * y[c] + eps_per_class);
+        const T wy = w[c] * (keep * lk_ld(y[c]) + eps_per_class);
         b_sum += double(wy);
-        d_sum += wy == T(0) ? 0.0 : double(wy) * (shift_d - double(z[c]));  // see above
+        d_sum += wy == T(0) ? 0.0 : double(wy) * (shift_d - double(lk_ld(z[c])));  // see above
       }
     } else {
 #pragma omp simd reduction(+ : b_sum, d_sum)
       for (idx c = 0; c < n; ++c) {
-        const T wy = keep * y[c] + eps_per_class;
+        const T wy = keep * lk_ld(y[c]) + eps_per_class;
         b_sum += double(wy);
-        d_sum += wy == T(0) ? 0.0 : double(wy) * (shift_d - double(z[c]));
+        d_sum += wy == T(0) ? 0.0 : double(wy) * (shift_d - double(lk_ld(z[c])));
       }
     }
     const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
@@ -143,11 +154,12 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
       if (w) {
 #pragma omp simd
         for (idx c = 0; c < n; ++c)
-          g[c] = g[c] * scale - a.grad_scale * w[c] * (keep * y[c] + eps_per_class);
+          g[c] = lk_st<S>(lk_ld(g[c]) * scale -
+                          a.grad_scale * w[c] * (keep * lk_ld(y[c]) + eps_per_class));
       } else {
 #pragma omp simd
         for (idx c = 0; c < n; ++c)
-          g[c] = g[c] * scale - a.grad_scale * (keep * y[c] + eps_per_class);
+          g[c] = lk_st<S>(lk_ld(g[c]) * scale - a.grad_scale * (keep * lk_ld(y[c]) + eps_per_class));
       }
     }
   });
@@ -163,8 +175,9 @@ void cross_entropy_rows(const CrossEntropyRows<T>& a) {
 // gathered into a contiguous scratch block first and scattered back at the end. Either
 // way z_t and the smoothing sums are taken before any gradient is written, so grad_out
 // may be the logits themselves.
-template <class T>
-void cross_entropy_cols(const CrossEntropyCols<T>& a) {
+template <class S, class T = compute_t<S>>
+void cross_entropy_cols(const CrossEntropyCols<S>& a) {
+  constexpr bool kNarrow = sizeof(S) < sizeof(T);  // as in cross_entropy_rows
   const idx n = a.n;
   const T eps = a.smoothing;
   const T eps_per_class = eps / static_cast<T>(n);
@@ -178,7 +191,8 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
     T w_t[lk_max_column_block];
     T scale[lk_max_column_block];
     T smooth[lk_max_column_block];
-    T row[lk_max_column_block];
+    T e_t[kNarrow ? lk_max_column_block : 1];  // the target's exponential (16-bit S)
+    S row[lk_max_column_block];
     std::int64_t target[lk_max_column_block];
     bool ignored[lk_max_column_block];
     bool lse_is_inf[lk_max_column_block];
@@ -192,21 +206,22 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
   T* w_t = work->w_t;
   T* scale = work->scale;
   T* smooth = work->smooth;
-  T* row = work->row;
+  T* e_t = work->e_t;
+  S* row = work->row;
   std::int64_t* target = work->target;
   bool* ignored = work->ignored;
   bool* lse_is_inf = work->lse_is_inf;
   T* counted = work->counted;
   LkColumnSums<T>& sums = work->sums;
   const bool direct = a.col_stride == 1 && (!a.grad || a.grad_col_stride == 1);
-  const idx block = lk_column_block<T>(n);
+  const idx block = lk_column_block<S>(n);
   // A gathered block holds n x min(block, cols): three strided rows of 10^7 classes
   // need 3 columns, not the 16 a block holds at least.
-  LkScratch<T> scratch(direct ? 0 : n * (a.cols < block ? a.cols : block));
+  LkScratch<S> scratch(direct ? 0 : n * (a.cols < block ? a.cols : block));
   for (idx j0 = 0; j0 < a.cols; j0 += block) {
     const idx w = a.cols - j0 < block ? a.cols - j0 : block;
     // Pass 1: each sample's max (gathering the block when it is not read in place).
-    const LkBlock<T> zb = lk_block_max(a.logits + j0 * a.col_stride, a.axis_stride,
+    const LkBlock<S> zb = lk_block_max(a.logits + j0 * a.col_stride, a.axis_stride,
                                        direct ? idx(1) : a.col_stride, n, w, scratch.data,
                                        shift);
     for (idx j = 0; j < w; ++j) {
@@ -217,23 +232,26 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
       counted[j] = ignored[j] ? T(0) : T(1);
       target[j] = ignored[j] ? 0 : t;
       w_t[j] = ignored[j] ? T(0) : (a.weight ? a.weight[t] : T(1));
-      gap_t[j] = double(shift[j]) - double(zb.base[target[j] * zb.stride + j]);
+      const T z_t = lk_ld(zb.base[target[j] * zb.stride + j]);
+      gap_t[j] = double(shift[j]) - double(z_t);
+      if (kNarrow) e_t[j] = lk_exp_nonpositive(z_t - shift[j]);
       smooth_gap[j] = 0;
       lse_is_inf[j] = lk_lse_is_inf(shift[j], zb.base + j, n, zb.stride);
     }
     if (eps != T(0)) {
       for (idx c = 0; c < n; ++c) {
-        const T* zr = zb.base + c * zb.stride;
+        const S* zr = zb.base + c * zb.stride;
         const double wc = a.weight ? double(a.weight[c]) : 1.0;
 #pragma omp simd
-        for (idx j = 0; j < w; ++j) smooth_gap[j] += wc * (double(shift[j]) - double(zr[j]));
+        for (idx j = 0; j < w; ++j)
+          smooth_gap[j] += wc * (double(shift[j]) - double(lk_ld(zr[j])));
       }
     }
     // Pass 2: exponentials and their sums. They are kept where the gradient will be: in
     // the gradient itself when reading in place, else in the scratch block (over the
     // gathered logits, which are no longer needed).
-    T* gb = a.grad ? a.grad + j0 * a.grad_col_stride : nullptr;
-    T* eb = nullptr;
+    S* gb = a.grad ? a.grad + j0 * a.grad_col_stride : nullptr;
+    S* eb = nullptr;
     idx e_stride = 0;
     if (a.grad) {
       eb = direct ? gb : scratch.data;
@@ -242,18 +260,18 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
     sums.reset(w);
     T* part = sums.part;
     for (idx c = 0; c < n; ++c) {
-      const T* zr = zb.base + c * zb.stride;
+      const S* zr = zb.base + c * zb.stride;
       if (eb) {
-        T* er = eb + c * e_stride;
+        S* er = eb + c * e_stride;
 #pragma omp simd
         for (idx j = 0; j < w; ++j) {
-          const T v = lk_exp_nonpositive(zr[j] - shift[j]);
-          er[j] = v;
+          const T v = lk_exp_nonpositive(lk_ld(zr[j]) - shift[j]);
+          er[j] = lk_st<S>(v);
           part[j] += v;
         }
       } else {
 #pragma omp simd
-        for (idx j = 0; j < w; ++j) part[j] += lk_exp_nonpositive(zr[j] - shift[j]);
+        for (idx j = 0; j < w; ++j) part[j] += lk_exp_nonpositive(lk_ld(zr[j]) - shift[j]);
       }
       sums.row_done(c);
     }
@@ -271,23 +289,27 @@ void cross_entropy_cols(const CrossEntropyCols<T>& a) {
     if (!a.grad) continue;
     // Pass 3: the gradient (scattered back when the block was gathered).
     for (idx c = 0; c < n; ++c) {
-      const T* er = eb + c * e_stride;
+      const S* er = eb + c * e_stride;
       const T wc = a.weight ? a.weight[c] : T(1);
-      T* gr = gb + c * a.grad_axis_stride;
-      T* dst = direct ? gr : row;
+      S* gr = gb + c * a.grad_axis_stride;
+      S* dst = direct ? gr : row;
 #pragma omp simd
       for (idx j = 0; j < w; ++j) {
-        const T v = er[j] * scale[j] - smooth[j] * wc;
-        dst[j] = counted[j] != T(0) ? v : T(0);  // a select, not v * 0: v may be NaN
+        const T v = lk_ld(er[j]) * scale[j] - smooth[j] * wc;
+        dst[j] = lk_st<S>(counted[j] != T(0) ? v : T(0));  // a select, not v * 0: v may be NaN
       }
       if (!direct)
         for (idx j = 0; j < w; ++j) gr[j * a.grad_col_stride] = row[j];
     }
     // The -1 (times the weight) at each sample's target. (Folding it into the pass above
     // as a compare against the class index was measured slower: 8192x10 0.25 -> 0.32 ms.)
-    for (idx j = 0; j < w; ++j)
-      if (!ignored[j])
-        gb[target[j] * a.grad_axis_stride + j * a.grad_col_stride] -= a.grad_scale * keep * w_t[j];
+    for (idx j = 0; j < w; ++j) {
+      if (ignored[j]) continue;
+      S& g_t = gb[target[j] * a.grad_axis_stride + j * a.grad_col_stride];
+      const T wc = a.weight ? a.weight[target[j]] : T(1);
+      const T before = kNarrow ? e_t[j] * scale[j] - smooth[j] * wc : lk_ld(g_t);
+      g_t = lk_st<S>(before - a.grad_scale * keep * w_t[j]);
+    }
   }
 }
 

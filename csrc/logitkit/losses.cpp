@@ -6,11 +6,19 @@
 
 #include "dispatch.hpp"
 #include "row_driver.hpp"
+#include "storage.hpp"
 
 namespace logitkit {
 namespace {
 
 constexpr idx kLabelSize = sizeof(std::int64_t);
+
+// A kernel that the 16-bit formats do not have yet is null in their tables.
+template <class Kernel>
+Kernel require(Kernel kernel) {
+  if (!kernel) throw std::invalid_argument("this function does not take float16/bfloat16 input");
+  return kernel;
+}
 
 // The per-row losses as the kernels write them: a C-contiguous array of doubles of the
 // batch shape, zeroed (a float32 row's loss may overflow float32 while the batch's mean
@@ -38,9 +46,10 @@ struct LossBuffer {
 
 // The sum of the per-row losses (in the kernels' double buffer), in C order; for
 // reduction "none" also stores them, rounded to T, in the caller's array.
-template <class T>
+template <class S>
 double finish_rows(const StridedArray& logits, const LossBuffer& rows,
                    const StridedArray* out, int axis) {
+  using T = compute_t<S>;
   const double* values = rows.values.data();
   // Neumaier's compensated sum: per-row losses of both signs and very different sizes
   // (nll_loss of log-probabilities of +-1e150 and 18.5) must not lose the small ones to
@@ -53,25 +62,26 @@ double finish_rows(const StridedArray& logits, const LossBuffer& rows,
   }
   if (std::isfinite(total)) total += compensation;  // else NaN from inf - inf in it
   if (out) {
-    T* dst = static_cast<T*>(out->data);
+    S* dst = static_cast<S*>(out->data);
     idx i = 0;
-    for_each_row_value({{&logits, true, sizeof(T), false}, {out, false, sizeof(T), true}}, axis,
-                       [&](const auto& off) { dst[off[1]] = static_cast<T>(values[i++]); });
+    for_each_row_value({{&logits, true, sizeof(S), false}, {out, false, sizeof(S), true}}, axis,
+                       [&](const auto& off) { dst[off[1]] = storage_from_double<S>(values[i++]); });
   }
   return total;
 }
 
 // Checks the labels and computes the denominator of "mean" (sum of the weights of the
 // non-ignored labels). Stops at the first bad label.
-template <class T>
+template <class S>
 LossResult check_labels(const StridedArray& logits, const CrossEntropyArgs& args) {
+  using T = compute_t<S>;
   LossResult result;
   const idx n = logits.shape[args.axis];
   const T* weight = static_cast<const T*>(args.weight);
   const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
   idx position = 0;
   bool bad = false;
-  for_each_row_value({{&logits, true, sizeof(T), false}, {args.labels, false, kLabelSize, false}},
+  for_each_row_value({{&logits, true, sizeof(S), false}, {args.labels, false, kLabelSize, false}},
                      args.axis, [&](const auto& off) {
                        if (bad) return;
                        const std::int64_t t = labels[off[1]];
@@ -116,24 +126,26 @@ idx batch_size(const StridedArray& logits, int axis) {
 
 // Short rows, or a class axis that is not contiguous: the column kernel, vectorized across
 // samples. Returns false when the rows kernel should run instead.
-template <class T>
+template <class S>
 bool cross_entropy_by_columns(const KernelTable& table, const StridedArray& logits,
                               const CrossEntropyArgs& args, const StridedArray& loss,
-                              const T* weight, double weight_sum, double grad_scale) {
+                              const compute_t<S>* weight, double weight_sum,
+                              double grad_scale) {
+  using T = compute_t<S>;
   std::vector<const StridedArray*> arrays = {&logits, args.labels, &loss};
   std::vector<bool> has_axis = {true, false, false};
-  std::vector<idx> sizes = {sizeof(T), kLabelSize, sizeof(double)};
+  std::vector<idx> sizes = {sizeof(S), kLabelSize, sizeof(double)};
   if (args.grad) {
     arrays.push_back(args.grad);
     has_axis.push_back(true);
-    sizes.push_back(sizeof(T));
+    sizes.push_back(sizeof(S));
   }
   const AxisPlan plan = plan_axis(arrays, has_axis, args.axis, sizes);
   if (plan.empty_batch) return true;  // no samples: nothing to compute or write
   if (plan.batch.empty()) return false;
   const bool grad_contiguous = !args.grad || plan.axis_stride[3] == 1;
   const bool contiguous_rows = plan.axis_stride[0] == 1 && grad_contiguous;
-  if (contiguous_rows && !short_rows(plan.n, lanes_for<T>(table))) return false;
+  if (contiguous_rows && !short_rows(plan.n, lanes_for<S>(table))) return false;
   // The samples to vectorize across: a dimension contiguous in the logits (and gradient)
   // if there is one, else the longest.
   int d = pick_batch_dim(plan, [&](const BatchDim& b) {
@@ -141,13 +153,13 @@ bool cross_entropy_by_columns(const KernelTable& table, const StridedArray& logi
   });
   if (d < 0) d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
   const BatchDim& b = plan.batch[d];
-  const LossKernels<T>& kernels = loss_kernels_for<T>(table);
-  const T* z = static_cast<const T*>(logits.data);
+  const LossKernels<S>& kernels = loss_kernels_for<S>(table);
+  const S* z = static_cast<const S*>(logits.data);
   const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
   double* lo = static_cast<double*>(loss.data);
-  T* g = args.grad ? static_cast<T*>(args.grad->data) : nullptr;
+  S* g = args.grad ? static_cast<S*>(args.grad->data) : nullptr;
   for_each_position(plan, d, [&](const auto& off) {
-    CrossEntropyCols<T> a{};
+    CrossEntropyCols<S> a{};
     a.logits = z + off[0];
     a.axis_stride = plan.axis_stride[0];
     a.col_stride = b.stride[0];
@@ -172,39 +184,41 @@ bool cross_entropy_by_columns(const KernelTable& table, const StridedArray& logi
   return true;
 }
 
-template <class T>
+template <class S>
 void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
                            const CrossEntropyArgs& args, const StridedArray& loss,
-                           const T* weight, double weight_sum, double grad_scale) {
+                           const compute_t<S>* weight, double weight_sum,
+                           double grad_scale) {
+  using T = compute_t<S>;
   const int axis = args.axis;
-  std::vector<RowOperand> ops = {{&logits, true, sizeof(T), false},
+  std::vector<RowOperand> ops = {{&logits, true, sizeof(S), false},
                                  {&loss, false, sizeof(double), true}};
   const int k_grad = args.grad ? static_cast<int>(ops.size()) : -1;
-  if (args.grad) ops.push_back({args.grad, true, sizeof(T), true});
+  if (args.grad) ops.push_back({args.grad, true, sizeof(S), true});
   const int k_target = static_cast<int>(ops.size());
   if (args.labels)
     ops.push_back({args.labels, false, kLabelSize, false});
   else
-    ops.push_back({args.probs, true, sizeof(T), false});
+    ops.push_back({args.probs, true, sizeof(S), false});
 
-  const LossKernels<T>& kernels = loss_kernels_for<T>(table);
-  run_rows<T>(ops, axis, [&](const RowBatch& b) {
-    CrossEntropyRows<T> a{};
-    a.logits = b.at<const T>(0);
+  const LossKernels<S>& kernels = loss_kernels_for<S>(table);
+  run_rows<S>(ops, axis, [&](const RowBatch& b) {
+    CrossEntropyRows<S> a{};
+    a.logits = b.at<const S>(0);
     a.logits_row_stride = b.row_stride[0];
     a.rows = b.rows;
     a.n = b.n;
     a.loss = b.at<double>(1);
     a.loss_stride = b.row_stride[1];
     if (k_grad >= 0) {
-      a.grad = b.at<T>(k_grad);
+      a.grad = b.at<S>(k_grad);
       a.grad_row_stride = b.row_stride[k_grad];
     }
     if (args.labels) {
       a.labels = b.at<const std::int64_t>(k_target);
       a.label_stride = b.row_stride[k_target];
     } else {
-      a.probs = b.at<const T>(k_target);
+      a.probs = b.at<const S>(k_target);
       a.probs_row_stride = b.row_stride[k_target];
     }
     a.ignore_index = args.ignore_index;
@@ -216,15 +230,16 @@ void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
   });
 }
 
-template <class T>
+template <class S>
 LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArgs& args) {
+  using T = compute_t<S>;
   const int axis = args.axis;
   if ((args.labels == nullptr) == (args.probs == nullptr))
     throw std::invalid_argument("cross_entropy takes either labels or probabilities");
   check_args(logits, args);
   LossResult result;
   if (args.labels) {
-    result = check_labels<T>(logits, args);
+    result = check_labels<S>(logits, args);
     if (result.bad_label >= 0) return result;
   } else {
     result.counted = batch_size(logits, axis);
@@ -246,7 +261,7 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
 
   if (n == 0) {
     // No classes: every loss is 0 (an empty sum) and there is no gradient to write.
-    finish_rows<T>(logits, buffer, args.loss, axis);  // the buffer starts zeroed
+    finish_rows<S>(logits, buffer, args.loss, axis);  // the buffer starts zeroed
     return result;
   }
 
@@ -255,79 +270,84 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
   const KernelTable& table = active_kernels();
   const bool by_columns =
       args.labels &&
-      cross_entropy_by_columns<T>(table, logits, args, loss, weight, weight_sum, grad_scale);
+      cross_entropy_by_columns<S>(table, logits, args, loss, weight, weight_sum, grad_scale);
   if (!by_columns)
-    cross_entropy_by_rows<T>(table, logits, args, loss, weight, weight_sum, grad_scale);
-  result.loss_sum = finish_rows<T>(logits, buffer, args.loss, axis);
+    cross_entropy_by_rows<S>(table, logits, args, loss, weight, weight_sum, grad_scale);
+  result.loss_sum = finish_rows<S>(logits, buffer, args.loss, axis);
   return result;
 }
 
-template <class T>
+template <class S>
 LossResult nll_loss_typed(const StridedArray& log_probs, const CrossEntropyArgs& args) {
+  using T = compute_t<S>;
   if (!args.labels) throw std::invalid_argument("nll_loss takes labels");
   check_args(log_probs, args);
-  LossResult result = check_labels<T>(log_probs, args);
+  LossResult result = check_labels<S>(log_probs, args);
   if (result.bad_label >= 0) return result;
   const T* weight = static_cast<const T*>(args.weight);
   const idx n = log_probs.shape[args.axis];
   LossBuffer buffer(log_probs, args.axis);
-  const idx axis_stride = log_probs.strides[args.axis] / static_cast<idx>(sizeof(T));
-  const T* lp = static_cast<const T*>(log_probs.data);
+  const idx axis_stride = log_probs.strides[args.axis] / static_cast<idx>(sizeof(S));
+  const S* lp = static_cast<const S*>(log_probs.data);
   const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
   double* out = buffer.values.data();
   idx i = 0;
   // A gather, one value per row: no vector kernel needed. (Labels out of range here were
   // changed since they were validated: skipped, never indexed with.)
-  for_each_row_value({{&log_probs, true, sizeof(T), false},
+  for_each_row_value({{&log_probs, true, sizeof(S), false},
                       {args.labels, false, kLabelSize, false}},
                      args.axis, [&](const auto& off) {
                        const std::int64_t t = labels[off[1]];
                        double value = 0;
                        if (t != args.ignore_index && t >= 0 && t < n) {
                          const double w = weight ? double(weight[t]) : 1.0;
-                         value = -(w * double(lp[off[0] + t * axis_stride]));
+                         value = -(w * storage_to_double(lp[off[0] + t * axis_stride]));
                        }
                        out[i++] = value;
                      });
-  result.loss_sum = finish_rows<T>(log_probs, buffer, args.loss, args.axis);
+  result.loss_sum = finish_rows<S>(log_probs, buffer, args.loss, args.axis);
   return result;
 }
 
-template <class T>
+template <class S>
 void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis) {
+  using T = compute_t<S>;
   check_axis(logits, axis);
-  const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
+  const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (logits.shape[axis] == 0) {
-    for_each_row_value({{&logits, true, sizeof(T), false}, {&out, false, sizeof(T), true}}, axis,
-                       [&](const auto& off) { static_cast<T*>(out.data)[off[1]] = 0; });
+    for_each_row_value({{&logits, true, sizeof(S), false}, {&out, false, sizeof(S), true}}, axis,
+                       [&](const auto& off) {
+                         static_cast<S*>(out.data)[off[1]] = storage_from_double<S>(0.0);
+                       });
     return;
   }
-  run_rows<T>({{&logits, true, sizeof(T), false}, {&out, false, sizeof(T), true}}, axis,
+  run_rows<S>({{&logits, true, sizeof(S), false}, {&out, false, sizeof(S), true}}, axis,
               [&](const RowBatch& b) {
-                k.entropy_rows(b.at<const T>(0), b.row_stride[0], b.at<T>(1), b.row_stride[1],
+                require(k.entropy_rows)(b.at<const S>(0), b.row_stride[0], b.at<S>(1), b.row_stride[1],
                                b.rows, b.n);
               });
 }
 
-template <class T>
+template <class S>
 void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& out,
               double out_scale, const StridedArray* grad, double grad_scale, int axis) {
+  using T = compute_t<S>;
   check_axis(p, axis);
-  const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
+  const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (p.shape[axis] == 0) {
-    for_each_row_value({{&p, true, sizeof(T), false}, {&out, false, sizeof(double), true}},
+    for_each_row_value({{&p, true, sizeof(S), false}, {&out, false, sizeof(double), true}},
                        axis, [&](const auto& off) { static_cast<double*>(out.data)[off[1]] = 0; });
     return;
   }
-  std::vector<RowOperand> ops = {{&p, true, sizeof(T), false},
-                                 {&q, true, sizeof(T), false},
+  std::vector<RowOperand> ops = {{&p, true, sizeof(S), false},
+                                 {&q, true, sizeof(S), false},
                                  {&out, false, sizeof(double), true}};
-  if (grad) ops.push_back({grad, true, sizeof(T), true});
-  run_rows<T>(ops, axis, [&](const RowBatch& b) {
-    KlRows<T> a{};
-    a.p_logits = b.at<const T>(0);
+  if (grad) ops.push_back({grad, true, sizeof(S), true});
+  run_rows<S>(ops, axis, [&](const RowBatch& b) {
+    KlRows<S> a{};
+    a.p_logits = b.at<const S>(0);
     a.p_row_stride = b.row_stride[0];
-    a.q_logits = b.at<const T>(1);
+    a.q_logits = b.at<const S>(1);
     a.q_row_stride = b.row_stride[1];
     a.out = b.at<double>(2);
     a.out_stride = b.row_stride[2];
@@ -335,111 +355,114 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
     a.rows = b.rows;
     a.n = b.n;
     if (grad) {
-      a.grad = b.at<T>(3);
+      a.grad = b.at<S>(3);
       a.grad_row_stride = b.row_stride[3];
     }
     a.grad_scale = static_cast<T>(grad_scale);
-    k.kl_divergence_rows(a);
+    require(k.kl_divergence_rows)(a);
   });
 }
 
-template <class T, bool kLog>
+template <class S, bool kLog>
 void backward_typed(const StridedArray& g, const StridedArray& y, const StridedArray& out,
                     int axis) {
+  using T = compute_t<S>;
   check_axis(g, axis);
-  const LossKernels<T>& k = loss_kernels_for<T>(active_kernels());
+  const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (g.shape[axis] == 0) return;
-  auto fn = kLog ? k.log_softmax_backward_rows : k.softmax_backward_rows;
-  run_rows<T>({{&g, true, sizeof(T), false}, {&y, true, sizeof(T), false},
-               {&out, true, sizeof(T), true}},
+  auto fn = require(kLog ? k.log_softmax_backward_rows : k.softmax_backward_rows);
+  run_rows<S>({{&g, true, sizeof(S), false}, {&y, true, sizeof(S), false},
+               {&out, true, sizeof(S), true}},
               axis, [&](const RowBatch& b) {
-                fn(b.at<const T>(0), b.row_stride[0], b.at<const T>(1), b.row_stride[1],
-                   b.at<T>(2), b.row_stride[2], b.rows, b.n);
+                fn(b.at<const S>(0), b.row_stride[0], b.at<const S>(1), b.row_stride[1],
+                   b.at<S>(2), b.row_stride[2], b.rows, b.n);
               });
 }
 
 }  // namespace
 
 LossResult cross_entropy(DType dtype, const StridedArray& logits, const CrossEntropyArgs& args) {
-  return dtype == DType::float32 ? cross_entropy_typed<float>(logits, args)
-                                 : cross_entropy_typed<double>(logits, args);
+  return with_storage_type(dtype, [&](auto s) {
+    return cross_entropy_typed<decltype(s)>(logits, args);
+  });
 }
 
 LossResult nll_loss(DType dtype, const StridedArray& log_probs, const CrossEntropyArgs& args) {
-  return dtype == DType::float32 ? nll_loss_typed<float>(log_probs, args)
-                                 : nll_loss_typed<double>(log_probs, args);
+  return with_storage_type(dtype, [&](auto s) {
+    return nll_loss_typed<decltype(s)>(log_probs, args);
+  });
 }
 
 void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis) {
-  dtype == DType::float32 ? entropy_typed<float>(logits, out, axis)
-                          : entropy_typed<double>(logits, out, axis);
+  with_storage_type(dtype, [&](auto s) { entropy_typed<decltype(s)>(logits, out, axis); });
 }
 
 void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
                    const StridedArray& out, double out_scale, const StridedArray* grad,
                    double grad_scale, int axis) {
-  if (dtype == DType::float32)
-    kl_typed<float>(p_logits, q_logits, out, out_scale, grad, grad_scale, axis);
-  else
-    kl_typed<double>(p_logits, q_logits, out, out_scale, grad, grad_scale, axis);
+  with_storage_type(dtype, [&](auto s) {
+    kl_typed<decltype(s)>(p_logits, q_logits, out, out_scale, grad, grad_scale, axis);
+  });
 }
 
 void softmax_backward(DType dtype, const StridedArray& grad_output, const StridedArray& probs,
                       const StridedArray& out, int axis) {
-  dtype == DType::float32 ? backward_typed<float, false>(grad_output, probs, out, axis)
-                          : backward_typed<double, false>(grad_output, probs, out, axis);
+  with_storage_type(dtype, [&](auto s) {
+    backward_typed<decltype(s), false>(grad_output, probs, out, axis);
+  });
 }
 
 void log_softmax_backward(DType dtype, const StridedArray& grad_output,
                           const StridedArray& log_probs, const StridedArray& out, int axis) {
-  dtype == DType::float32 ? backward_typed<float, true>(grad_output, log_probs, out, axis)
-                          : backward_typed<double, true>(grad_output, log_probs, out, axis);
+  with_storage_type(dtype, [&](auto s) {
+    backward_typed<decltype(s), true>(grad_output, log_probs, out, axis);
+  });
 }
 
 void sigmoid(DType dtype, const void* x, void* out, idx size) {
-  const KernelTable& t = active_kernels();
-  if (dtype == DType::float32)
-    t.loss_f32.sigmoid(static_cast<const float*>(x), static_cast<float*>(out), size);
-  else
-    t.loss_f64.sigmoid(static_cast<const double*>(x), static_cast<double*>(out), size);
+  with_storage_type(dtype, [&](auto s) {
+    using S = decltype(s);
+    require(loss_kernels_for<S>(active_kernels()).sigmoid)(static_cast<const S*>(x),
+                                                           static_cast<S*>(out), size);
+  });
 }
 
 void log_sigmoid(DType dtype, const void* x, void* out, idx size) {
-  const KernelTable& t = active_kernels();
-  if (dtype == DType::float32)
-    t.loss_f32.log_sigmoid(static_cast<const float*>(x), static_cast<float*>(out), size);
-  else
-    t.loss_f64.log_sigmoid(static_cast<const double*>(x), static_cast<double*>(out), size);
+  with_storage_type(dtype, [&](auto s) {
+    using S = decltype(s);
+    require(loss_kernels_for<S>(active_kernels()).log_sigmoid)(static_cast<const S*>(x),
+                                                               static_cast<S*>(out), size);
+  });
 }
 
 namespace {
-template <class T>
+template <class S>
 double bce_typed(const void* logits, const void* target, const void* weight,
                  const void* pos_weight, bool pos_weight_full, idx rows, idx n, void* loss,
                  void* grad, double grad_scale) {
-  BceRows<T> a{};
-  a.logits = static_cast<const T*>(logits);
-  a.target = static_cast<const T*>(target);
-  a.weight = static_cast<const T*>(weight);
-  a.pos_weight = static_cast<const T*>(pos_weight);
+  using T = compute_t<S>;
+  BceRows<S> a{};
+  a.logits = static_cast<const S*>(logits);
+  a.target = static_cast<const S*>(target);
+  a.weight = static_cast<const S*>(weight);
+  a.pos_weight = static_cast<const S*>(pos_weight);
   a.pos_weight_row_stride = pos_weight_full ? n : 0;
   a.rows = rows;
   a.n = n;
-  a.loss = static_cast<T*>(loss);
-  a.grad = static_cast<T*>(grad);
+  a.loss = static_cast<S*>(loss);
+  a.grad = static_cast<S*>(grad);
   a.grad_scale = static_cast<T>(grad_scale);
-  return loss_kernels_for<T>(active_kernels()).bce_rows(a);
+  return require(loss_kernels_for<S>(active_kernels()).bce_rows)(a);
 }
 }  // namespace
 
 double binary_cross_entropy(DType dtype, const void* logits, const void* target,
                             const void* weight, const void* pos_weight, bool pos_weight_full,
                             idx rows, idx n, void* loss, void* grad, double grad_scale) {
-  return dtype == DType::float32
-             ? bce_typed<float>(logits, target, weight, pos_weight, pos_weight_full, rows, n,
-                                loss, grad, grad_scale)
-             : bce_typed<double>(logits, target, weight, pos_weight, pos_weight_full, rows, n,
-                                 loss, grad, grad_scale);
+  return with_storage_type(dtype, [&](auto s) {
+    return bce_typed<decltype(s)>(logits, target, weight, pos_weight, pos_weight_full, rows, n,
+                                  loss, grad, grad_scale);
+  });
 }
 
 }  // namespace logitkit

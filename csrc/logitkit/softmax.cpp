@@ -20,14 +20,14 @@ int column_dim(const AxisPlan& plan) {
 }
 
 // softmax and log_softmax: out has x's shape.
-template <class T>
+template <class S>
 void normalize(const StridedArray& x, const StridedArray& out, int axis,
-               idx lanes, void (*rows)(const T*, idx, T*, idx, idx, idx),
-               void (*cols)(const T*, idx, idx, T*, idx, idx, idx, idx)) {
-  const AxisPlan plan = plan_axis({&x, &out}, {true, true}, axis, {sizeof(T), sizeof(T)});
+               idx lanes, void (*rows)(const S*, idx, S*, idx, idx, idx),
+               void (*cols)(const S*, idx, idx, S*, idx, idx, idx, idx)) {
+  const AxisPlan plan = plan_axis({&x, &out}, {true, true}, axis, {sizeof(S), sizeof(S)});
   if (plan.empty_batch || plan.n == 0) return;
-  const T* xp = static_cast<const T*>(x.data);
-  T* op = static_cast<T*>(out.data);
+  const S* xp = static_cast<const S*>(x.data);
+  S* op = static_cast<S*>(out.data);
   const idx n = plan.n;
   const idx x_axis = plan.axis_stride[0], out_axis = plan.axis_stride[1];
 
@@ -50,20 +50,20 @@ void normalize(const StridedArray& x, const StridedArray& out, int axis,
   });
 }
 
-template <class T>
+template <class S>
 void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) {
   // The target is read once per call (here and below): the row/column choice depends on
   // its vector width, and must go with that target's kernels if another thread switches.
   const KernelTable& table = active_kernels();
-  const SoftmaxKernels<T>& k = kernels_for<T>(table);
-  const AxisPlan plan = plan_axis({&x, &out}, {true, false}, axis, {sizeof(T), sizeof(T)});
+  const SoftmaxKernels<S>& k = kernels_for<S>(table);
+  const AxisPlan plan = plan_axis({&x, &out}, {true, false}, axis, {sizeof(S), sizeof(S)});
   if (plan.empty_batch) return;
-  const T* xp = static_cast<const T*>(x.data);
-  T* op = static_cast<T*>(out.data);
+  const S* xp = static_cast<const S*>(x.data);
+  S* op = static_cast<S*>(out.data);
   const idx n = plan.n;
   const idx x_axis = plan.axis_stride[0];
 
-  const bool short_row = short_rows(n, lanes_for<T>(table));
+  const bool short_row = short_rows(n, lanes_for<S>(table));
   if ((x_axis == 1 || n <= 1) && (!short_row || plan.batch.empty())) {
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
     if (d < 0) return k.logsumexp_rows(xp, 0, op, 0, 1, n);
@@ -81,50 +81,46 @@ void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) 
   });
 }
 
-template <class T>
+template <class S>
 void softmax_typed(const StridedArray& x, const StridedArray& out, int axis) {
   const KernelTable& table = active_kernels();
-  const SoftmaxKernels<T>& k = kernels_for<T>(table);
-  normalize<T>(x, out, axis, lanes_for<T>(table), k.softmax_rows, k.softmax_cols);
+  const SoftmaxKernels<S>& k = kernels_for<S>(table);
+  normalize<S>(x, out, axis, lanes_for<S>(table), k.softmax_rows, k.softmax_cols);
 }
 
-template <class T>
+template <class S>
 void log_softmax_typed(const StridedArray& x, const StridedArray& out, int axis) {
   const KernelTable& table = active_kernels();
-  const SoftmaxKernels<T>& k = kernels_for<T>(table);
-  normalize<T>(x, out, axis, lanes_for<T>(table), k.log_softmax_rows, k.log_softmax_cols);
+  const SoftmaxKernels<S>& k = kernels_for<S>(table);
+  normalize<S>(x, out, axis, lanes_for<S>(table), k.log_softmax_rows, k.log_softmax_cols);
 }
 
-template <class T>
+template <class S>
 void exp_typed(const StridedArray& x, const StridedArray& out, bool nonpositive) {
   if (x.shape.size() != 1 || out.shape != x.shape ||
-      x.strides[0] != static_cast<idx>(sizeof(T)) || out.strides[0] != x.strides[0])
+      x.strides[0] != static_cast<idx>(sizeof(S)) || out.strides[0] != x.strides[0])
     throw std::invalid_argument("exp takes contiguous 1-d arrays of the same length");
-  const SoftmaxKernels<T>& k = kernels_for<T>(active_kernels());
-  (nonpositive ? k.exp_nonpositive : k.exp)(static_cast<const T*>(x.data),
-                                            static_cast<T*>(out.data), x.shape[0]);
+  const SoftmaxKernels<S>& k = kernels_for<S>(active_kernels());
+  (nonpositive ? k.exp_nonpositive : k.exp)(static_cast<const S*>(x.data),
+                                            static_cast<S*>(out.data), x.shape[0]);
 }
 
 }  // namespace
 
 void softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis) {
-  dtype == DType::float32 ? softmax_typed<float>(x, out, axis)
-                          : softmax_typed<double>(x, out, axis);
+  with_storage_type(dtype, [&](auto s) { softmax_typed<decltype(s)>(x, out, axis); });
 }
 
 void log_softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis) {
-  dtype == DType::float32 ? log_softmax_typed<float>(x, out, axis)
-                          : log_softmax_typed<double>(x, out, axis);
+  with_storage_type(dtype, [&](auto s) { log_softmax_typed<decltype(s)>(x, out, axis); });
 }
 
 void logsumexp(DType dtype, const StridedArray& x, const StridedArray& out, int axis) {
-  dtype == DType::float32 ? reduce_logsumexp<float>(x, out, axis)
-                          : reduce_logsumexp<double>(x, out, axis);
+  with_storage_type(dtype, [&](auto s) { reduce_logsumexp<decltype(s)>(x, out, axis); });
 }
 
 void exp(DType dtype, const StridedArray& x, const StridedArray& out, bool nonpositive) {
-  dtype == DType::float32 ? exp_typed<float>(x, out, nonpositive)
-                          : exp_typed<double>(x, out, nonpositive);
+  with_storage_type(dtype, [&](auto s) { exp_typed<decltype(s)>(x, out, nonpositive); });
 }
 
 }  // namespace logitkit

@@ -53,11 +53,14 @@ constexpr idx lk_lanes() {
   return LOGITKIT_VECTOR_BYTES / static_cast<idx>(sizeof(T));
 }
 
-template <class T>
-inline void lk_load_padded(T* block, const T* x, idx count) {
+//
+// Elements are stored as S and computed in T = compute_t<S> (half.inl): every read goes
+// through lk_ld, every write through lk_st<S>, and lanes are counted in T.
+template <class S, class T>
+inline void lk_load_padded(T* block, const S* x, idx count) {
   constexpr idx L = lk_lanes<T>();
   for (idx j = 0; j < L; ++j) block[j] = lk_neg_inf<T>();
-  for (idx j = 0; j < count; ++j) block[j] = x[j];
+  for (idx j = 0; j < count; ++j) block[j] = lk_ld(x[j]);
 }
 
 // Horizontal reductions of a lane array (one vector): as simd reductions, the compiler
@@ -78,15 +81,18 @@ inline T lk_reduce_sum(const T* acc) {
   return s;
 }
 
-template <class T>
-inline T lk_row_max(const T* __restrict x, idx n) {
+template <class S, class T = compute_t<S>>
+inline T lk_row_max(const S* __restrict x, idx n) {
   constexpr idx L = lk_lanes<T>();
   T acc[L];
   for (idx j = 0; j < L; ++j) acc[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+    for (idx j = 0; j < L; ++j) {
+      const T v = lk_ld(x[i + j]);
+      acc[j] = v > acc[j] ? v : acc[j];
+    }
   }
   if (i < n) {
     T block[L];
@@ -126,15 +132,18 @@ inline LkMax<T> lk_reduce_max_lane(const T* acc) {
   return {m, count == 1 ? lane : idx(-1)};
 }
 
-template <class T>
-inline LkMax<T> lk_row_max_lane(const T* __restrict x, idx n) {
+template <class S, class T = compute_t<S>>
+inline LkMax<T> lk_row_max_lane(const S* __restrict x, idx n) {
   constexpr idx L = lk_lanes<T>();
   T acc[L];
   for (idx j = 0; j < L; ++j) acc[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+    for (idx j = 0; j < L; ++j) {
+      const T v = lk_ld(x[i + j]);
+      acc[j] = v > acc[j] ? v : acc[j];
+    }
   }
   if (i < n) {
     T block[L];
@@ -241,7 +250,8 @@ LK_ALWAYS_INLINE LkLaneSplit<T> lk_split_lane(T t0, T t1, T t2, T t3) {
   return {true, r, k};
 }
 
-template <class T, bool kSplit = false>
+// R: the storage type of the row that split mode checks (see add()).
+template <class T, bool kSplit = false, class R = T>
 struct LkSum {
   static constexpr idx L = lk_lanes<T>();
   static constexpr idx kSumBlock = kSplit || sizeof(T) == sizeof(float) ? 4 : 64;
@@ -270,7 +280,7 @@ struct LkSum {
   // the maximum is recognized by row[k] == target in the maximum's lane (row: the input, or
   // in place the stored x - shift with target 0; n valid elements), i: this vector's index.
   LK_ALWAYS_INLINE void add(const T* v, T* __restrict saved = nullptr,
-                            const T* row = nullptr, idx n = 0, T target = 0, idx i = 0) {
+                            const R* row = nullptr, idx n = 0, T target = 0, idx i = 0) {
     if (kSplit) {
       if (count == 0) block_start = i;
       T* dst = saved + count * L;
@@ -295,7 +305,7 @@ struct LkSum {
     for (idx j = 0; j < L; ++j) part[j] = is_lane[j] != T(0) ? rest : part[j];
     lane = -1;
   }
-  LK_ALWAYS_INLINE void flush(const T* __restrict saved = nullptr, const T* row = nullptr,
+  LK_ALWAYS_INLINE void flush(const T* __restrict saved = nullptr, const R* row = nullptr,
                               idx n = 0, T target = 0) {
     if (kSplit && lane >= 0 && count > 0) {
       // Split mode (see above): does the maximum's lane of this block hold the maximum?
@@ -303,13 +313,15 @@ struct LkSum {
       // after the vector stores stall on store forwarding; and not on part[lane], a
       // variable index that would keep part in memory rather than registers.)
       static_assert(!kSplit || kSumBlock == 4, "lk_split_lane takes four terms");
-      const T* r = row + block_start + lane;
+      const R* r = row + block_start + lane;
       bool hit;
       if (count == 4 && block_start + 4 * L <= n) {
-        hit = (r[0] == target) | (r[L] == target) | (r[2 * L] == target) | (r[3 * L] == target);
+        hit = (lk_ld(r[0]) == target) | (lk_ld(r[L]) == target) |
+              (lk_ld(r[2 * L]) == target) | (lk_ld(r[3 * L]) == target);
       } else {
         hit = false;
-        for (idx b = 0; b < count; ++b) hit |= block_start + b * L + lane < n && r[b * L] == target;
+        for (idx b = 0; b < count; ++b)
+          hit |= block_start + b * L + lane < n && lk_ld(r[b * L]) == target;
       }
       if (LK_UNLIKELY(hit)) {
         const T* terms = saved + lane;
@@ -351,7 +363,7 @@ struct LkSum {
     }
     mids = 0;
   }
-  double total_sum(const T* saved = nullptr, const T* row = nullptr, idx n = 0, T target = 0) {
+  double total_sum(const T* saved = nullptr, const R* row = nullptr, idx n = 0, T target = 0) {
     flush(saved, row, n, target);
     flush_mid();
     double s = 0;
@@ -364,7 +376,7 @@ struct LkSum {
   // Split mode: the sum of the terms minus 1, (ones - 1) + the rest; -1 for a row of -inf
   // (no terms), NaN for a row with NaN. Without a split (the maximum in two lanes, so
   // s >= 2, or a row of -inf or NaN) it is plainly the sum minus 1.
-  double result_minus_one(const T* saved, const T* row, idx n, T target) {
+  double result_minus_one(const T* saved, const R* row, idx n, T target) {
     const double rest = total_sum(saved, row, n, target);
     return ones > 0 ? (ones - 1.0) + rest : rest - 1.0;
   }
@@ -387,15 +399,18 @@ struct LkSum {
 // Returns the sum s, or with kSplit s - 1 as a double (LkSum's split mode).
 // In split mode, `lane` is the lane of this row's maximum (LkMax) and *next_lane receives
 // the next row's (with kNext).
-template <bool kNext, bool kStoreShifted = false, bool kSplit = false, class T>
-inline auto lk_exp_sum_store(const T* x, T* e, idx n, T shift, const T* next, T* next_max,
+template <bool kNext, bool kStoreShifted = false, bool kSplit = false, class S,
+          class T = compute_t<S>>
+inline auto lk_exp_sum_store(const S* x, S* e, idx n, T shift, const S* next, T* next_max,
                              idx lane = -1, idx* next_lane = nullptr) {
   constexpr idx L = lk_lanes<T>();
-  T saved[kSplit ? LkSum<T, kSplit>::kSumBlock * L : 1];
-  LkSum<T, kSplit> sum(lane);
-  // Split mode: where LkSum recognizes the maximum (in place, x is overwritten by x - shift).
+  T saved[kSplit ? LkSum<T, kSplit, S>::kSumBlock * L : 1];
+  LkSum<T, kSplit, S> sum(lane);
+  // Split mode: where LkSum recognizes the maximum (in place, x is overwritten by x - shift,
+  // which is 0 exactly where x is the maximum, also once rounded to a 16-bit S: the
+  // difference of two such values is never below the smallest subnormal).
   const bool check_stored = kStoreShifted && e == x;
-  const T* check_row = check_stored ? e : x;
+  const S* check_row = check_stored ? e : x;
   const T check_target = check_stored ? T(0) : shift;
   T v[L];
   T macc[L];
@@ -403,25 +418,29 @@ inline auto lk_exp_sum_store(const T* x, T* e, idx n, T shift, const T* next, T*
   idx i = 0;
   for (; i + L <= n; i += L) {
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive(x[i + j] - shift);
+    for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive(lk_ld(x[i + j]) - shift);
     if (e) {
 #pragma omp simd
-      for (idx j = 0; j < L; ++j) e[i + j] = kStoreShifted ? x[i + j] - shift : v[j];
+      for (idx j = 0; j < L; ++j)
+        e[i + j] = lk_st<S>(kStoreShifted ? lk_ld(x[i + j]) - shift : v[j]);
     }
     sum.add(v, saved, check_row, n, check_target, i);
     if (kNext) {
 #pragma omp simd
-      for (idx j = 0; j < L; ++j) macc[j] = next[i + j] > macc[j] ? next[i + j] : macc[j];
+      for (idx j = 0; j < L; ++j) {
+        const T w = lk_ld(next[i + j]);
+        macc[j] = w > macc[j] ? w : macc[j];
+      }
     }
   }
   if (i < n) {
     lk_load_padded(v, x + i, n - i);
     if (e && kStoreShifted)
-      for (idx j = 0; j < n - i; ++j) e[i + j] = v[j] - shift;
+      for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<S>(v[j] - shift);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive(v[j] - shift);
     if (e && !kStoreShifted)
-      for (idx j = 0; j < n - i; ++j) e[i + j] = v[j];
+      for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<S>(v[j]);
     sum.add(v, saved, check_row, n, check_target, i);
     if (kNext) {
       T block[L];
@@ -450,12 +469,13 @@ inline auto lk_exp_sum_store(const T* x, T* e, idx n, T shift, const T* next, T*
 // the previous row's exp pass (see lk_exp_sum_store). row_work(r, m, next, next_max)
 // handles row r, whose max is m; it must compute next's max into *next_max (next is null
 // for the last row).
-template <class T, class RowWork>
-inline void lk_pipelined_rows(const T* x, idx x_row_stride, idx rows, idx n, RowWork row_work) {
+template <class S, class RowWork>
+inline void lk_pipelined_rows(const S* x, idx x_row_stride, idx rows, idx n, RowWork row_work) {
+  using T = compute_t<S>;
   if (rows <= 0) return;
   T m = lk_row_max(x, n);
   for (idx r = 0; r < rows; ++r) {
-    const T* next = r + 1 < rows ? x + (r + 1) * x_row_stride : nullptr;
+    const S* next = r + 1 < rows ? x + (r + 1) * x_row_stride : nullptr;
     T next_max = 0;
     row_work(r, m, next, &next_max);
     m = next_max;
@@ -463,21 +483,22 @@ inline void lk_pipelined_rows(const T* x, idx x_row_stride, idx rows, idx n, Row
 }
 
 // exp sum of row xr, with the next row's max when there is a next row.
-template <bool kStoreShifted = false, class T>
-inline T lk_exp_sum_row(const T* xr, T* e, idx n, T shift, const T* next, T* next_max) {
+template <bool kStoreShifted = false, class S, class T = compute_t<S>>
+inline T lk_exp_sum_row(const S* xr, S* e, idx n, T shift, const S* next, T* next_max) {
   return next ? lk_exp_sum_store<true, kStoreShifted>(xr, e, n, shift, next, next_max)
               : lk_exp_sum_store<false, kStoreShifted>(xr, e, n, shift, next, next_max);
 }
 
 // lk_pipelined_rows for split-mode sums: row_work(r, m, next, next_max) gets and produces
 // the maxima with their lanes (LkMax).
-template <class T, class RowWork>
-inline void lk_pipelined_rows_lane(const T* x, idx x_row_stride, idx rows, idx n,
+template <class S, class RowWork>
+inline void lk_pipelined_rows_lane(const S* x, idx x_row_stride, idx rows, idx n,
                                    RowWork row_work) {
+  using T = compute_t<S>;
   if (rows <= 0) return;
   LkMax<T> m = lk_row_max_lane(x, n);
   for (idx r = 0; r < rows; ++r) {
-    const T* next = r + 1 < rows ? x + (r + 1) * x_row_stride : nullptr;
+    const S* next = r + 1 < rows ? x + (r + 1) * x_row_stride : nullptr;
     LkMax<T> next_max{0, -1};
     row_work(r, m, next, &next_max);
     m = next_max;
@@ -486,9 +507,9 @@ inline void lk_pipelined_rows_lane(const T* x, idx x_row_stride, idx rows, idx n
 
 // The sum of exp(x - shift) over row xr minus 1, as a double, in split mode (see LkSum),
 // with the next row's max and its lane when there is a next row.
-template <bool kStoreShifted = false, class T>
-inline double lk_exp_sum_minus_one_row(const T* xr, T* e, idx n, T shift, idx lane,
-                                       const T* next, LkMax<T>* next_max) {
+template <bool kStoreShifted = false, class S, class T = compute_t<S>>
+inline double lk_exp_sum_minus_one_row(const S* xr, S* e, idx n, T shift, idx lane,
+                                       const S* next, LkMax<T>* next_max) {
   return next ? lk_exp_sum_store<true, kStoreShifted, true>(xr, e, n, shift, next,
                                                             &next_max->value, lane,
                                                             &next_max->lane)
@@ -503,60 +524,65 @@ inline T lk_log_sum(double s_minus_one) {
   return static_cast<T>(lk_log1p(s_minus_one));
 }
 
-template <class T>
-inline bool lk_row_has_nan(const T* x, idx n) {
+template <class S>
+inline bool lk_row_has_nan(const S* x, idx n) {
   for (idx i = 0; i < n; ++i)
-    if (x[i] != x[i]) return true;
+    if (lk_ld(x[i]) != lk_ld(x[i])) return true;
   return false;
 }
 
-template <class T>
-void softmax_rows(const T* x, idx x_row_stride, T* out, idx out_row_stride, idx rows, idx n) {
-  lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const T* next, T* next_max) {
-    const T* xr = x + r * x_row_stride;
-    T* orow = out + r * out_row_stride;
+// For a 16-bit S, softmax rounds twice (the exponential stored in `out`, then the
+// normalized value): exp(x - shift) * (1 + d1) / s * (1 + d2) with |d1|, |d2| <= 2^-11
+// (float16) is within 1 ulp of the product, and a subnormal result loses at most half a
+// step more; log_softmax stores x - shift, rounded, then subtracts log s >= 0, which only
+// grows the magnitude: again within 1 ulp.
+template <class S, class T = compute_t<S>>
+void softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows, idx n) {
+  lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const S* next, T* next_max) {
+    const S* xr = x + r * x_row_stride;
+    S* orow = out + r * out_row_stride;
     const T inv = T(1) / lk_exp_sum_row(xr, orow, n, lk_shift_for(m), next, next_max);
 #pragma omp simd
-    for (idx i = 0; i < n; ++i) orow[i] *= inv;
+    for (idx i = 0; i < n; ++i) orow[i] = lk_st<S>(lk_ld(orow[i]) * inv);
   });
 }
 
-template <class T>
-void log_softmax_rows(const T* x, idx x_row_stride, T* out, idx out_row_stride, idx rows,
+template <class S, class T = compute_t<S>>
+void log_softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
                       idx n) {
   lk_pipelined_rows_lane(x, x_row_stride, rows, n,
-                         [&](idx r, LkMax<T> m, const T* next, LkMax<T>* next_max) {
-    const T* xr = x + r * x_row_stride;
-    T* orow = out + r * out_row_stride;
+                         [&](idx r, LkMax<T> m, const S* next, LkMax<T>* next_max) {
+    const S* xr = x + r * x_row_stride;
+    S* orow = out + r * out_row_stride;
     const T shift = lk_shift_for(m.value);
     // Pass 2 leaves x - shift in out; pass 3 subtracts log s. ((x - shift) - log_sum, not
     // x - (shift + log_sum): with shift = 1e30 the latter would round log_sum away.)
     const T log_sum = lk_log_sum<T>(
         lk_exp_sum_minus_one_row<true>(xr, orow, n, shift, m.lane, next, next_max));
 #pragma omp simd
-    for (idx i = 0; i < n; ++i) orow[i] -= log_sum;
+    for (idx i = 0; i < n; ++i) orow[i] = lk_st<S>(lk_ld(orow[i]) - log_sum);
   });
 }
 
-template <class T>
-inline T lk_logsumexp_finish(T m, T shift, double s_minus_one, const T* xr, idx n) {
+template <class S, class T>
+inline T lk_logsumexp_finish(T m, T shift, double s_minus_one, const S* xr, idx n) {
   if (m == -lk_neg_inf<T>()) return lk_row_has_nan(xr, n) ? T(s_minus_one) : m;  // NaN here
   return shift + lk_log_sum<T>(s_minus_one);
 }
 
-template <class T>
-void logsumexp_rows(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows, idx n) {
+template <class S, class T = compute_t<S>>
+void logsumexp_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n) {
   if (n == 0) {
-    for (idx r = 0; r < rows; ++r) out[r * out_stride] = lk_neg_inf<T>();
+    for (idx r = 0; r < rows; ++r) out[r * out_stride] = lk_st<S>(lk_neg_inf<T>());
     return;
   }
   lk_pipelined_rows_lane(x, x_row_stride, rows, n,
-                         [&](idx r, LkMax<T> m, const T* next, LkMax<T>* next_max) {
-    const T* xr = x + r * x_row_stride;
+                         [&](idx r, LkMax<T> m, const S* next, LkMax<T>* next_max) {
+    const S* xr = x + r * x_row_stride;
     const T shift = lk_shift_for(m.value);
-    const double s_minus_one = lk_exp_sum_minus_one_row(xr, static_cast<T*>(nullptr), n,
+    const double s_minus_one = lk_exp_sum_minus_one_row(xr, static_cast<S*>(nullptr), n,
                                                         shift, m.lane, next, next_max);
-    out[r * out_stride] = lk_logsumexp_finish(m.value, shift, s_minus_one, xr, n);
+    out[r * out_stride] = lk_st<S>(lk_logsumexp_finish(m.value, shift, s_minus_one, xr, n));
   });
 }
 
@@ -598,9 +624,9 @@ struct LkScratch {
 };
 
 // A block of columns as the passes see it: row c of the block starts at base + c * stride.
-template <class T>
+template <class S>
 struct LkBlock {
-  const T* base;
+  const S* base;
   idx stride;
 };
 
@@ -674,57 +700,65 @@ inline void lk_add_split(T* __restrict part, T* __restrict ones, T v, idx j) {
 }
 
 // Pass 1: the maximum of each column of the block (n x w) into `maxv`. A strided block is
-// gathered into `packed` (row stride w) on the way and the returned view points there.
-template <class T>
-inline LkBlock<T> lk_block_max(const T* xb, idx x_axis_stride, idx x_col_stride, idx n, idx w,
-                               T* packed, T* maxv) {
+// gathered into `packed` (row stride w, still in the storage type) on the way and the
+// returned view points there.
+template <class S, class T>
+inline LkBlock<S> lk_block_max(const S* xb, idx x_axis_stride, idx x_col_stride, idx n, idx w,
+                               S* packed, T* maxv) {
   for (idx j = 0; j < w; ++j) maxv[j] = lk_neg_inf<T>();
   if (x_col_stride == 1) {
     for (idx c = 0; c < n; ++c) {
-      const T* xr = xb + c * x_axis_stride;
+      const S* xr = xb + c * x_axis_stride;
 #pragma omp simd
-      for (idx j = 0; j < w; ++j) maxv[j] = xr[j] > maxv[j] ? xr[j] : maxv[j];
+      for (idx j = 0; j < w; ++j) {
+        const T v = lk_ld(xr[j]);
+        maxv[j] = v > maxv[j] ? v : maxv[j];
+      }
     }
     return {xb, x_axis_stride};
   }
   for (idx c = 0; c < n; ++c) {
-    const T* xr = xb + c * x_axis_stride;
-    T* pr = packed + c * w;
+    const S* xr = xb + c * x_axis_stride;
+    S* pr = packed + c * w;
     for (idx j = 0; j < w; ++j) pr[j] = xr[j * x_col_stride];
 #pragma omp simd
-    for (idx j = 0; j < w; ++j) maxv[j] = pr[j] > maxv[j] ? pr[j] : maxv[j];
+    for (idx j = 0; j < w; ++j) {
+      const T v = lk_ld(pr[j]);
+      maxv[j] = v > maxv[j] ? v : maxv[j];
+    }
   }
   return {packed, w};
 }
 
 enum class LkNormalize { softmax, log_softmax };
 
-template <class T, LkNormalize kind>
-void lk_normalize_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+template <class S, LkNormalize kind>
+void lk_normalize_cols(const S* x, idx x_axis_stride, idx x_col_stride, S* out,
                        idx out_axis_stride, idx out_col_stride, idx n, idx cols) {
+  using T = compute_t<S>;
   // Per-column state of one block, on the heap: tens of KiB, too much for small thread
   // stacks (musl's default is 128 KiB).
   struct Work {
     T shift[lk_max_column_block];
     T acc[lk_max_column_block];
-    T row[lk_max_column_block];
+    S row[lk_max_column_block];
     LkColumnSums<T, kind == LkNormalize::log_softmax> sums;
   };
   const std::unique_ptr<Work> work(new Work);
   T* shift = work->shift;
   T* acc = work->acc;
-  T* row = work->row;
+  S* row = work->row;
   auto& sums = work->sums;
-  const idx block = lk_column_block<T>(n);
+  const idx block = lk_column_block<S>(n);
   // (n x min(block, cols): a few strided rows of many classes need no more columns.)
-  LkScratch<T> scratch(x_col_stride == 1 && out_col_stride == 1 ? 0
+  LkScratch<S> scratch(x_col_stride == 1 && out_col_stride == 1 ? 0
                                                                 : n * (cols < block ? cols : block));
   for (idx j0 = 0; j0 < cols; j0 += block) {
     const idx w = cols - j0 < block ? cols - j0 : block;
-    const LkBlock<T> xb =
+    const LkBlock<S> xb =
         lk_block_max(x + j0 * x_col_stride, x_axis_stride, x_col_stride, n, w, scratch.data,
                      shift);
-    T* ob = out + j0 * out_col_stride;
+    S* ob = out + j0 * out_col_stride;
     for (idx j = 0; j < w; ++j) shift[j] = lk_shift_for(shift[j]);
     sums.reset(w);
     T* acc_part = sums.part;
@@ -732,22 +766,22 @@ void lk_normalize_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
     // Pass 2: sum of exp. Softmax stores the exponentials in `out` (or in the scratch block
     // when out is strided); log_softmax needs only the sum (split, for log1p(s - 1)).
     const bool out_direct = out_col_stride == 1;
-    T* eb = out_direct ? ob : scratch.data;
+    S* eb = out_direct ? ob : scratch.data;
     const idx e_stride = out_direct ? out_axis_stride : w;
     for (idx c = 0; c < n; ++c) {
-      const T* xr = xb.base + c * xb.stride;
+      const S* xr = xb.base + c * xb.stride;
       if (kind == LkNormalize::softmax) {
-        T* er = eb + c * e_stride;
+        S* er = eb + c * e_stride;
 #pragma omp simd
         for (idx j = 0; j < w; ++j) {
-          const T v = lk_exp_nonpositive(xr[j] - shift[j]);
-          er[j] = v;
+          const T v = lk_exp_nonpositive(lk_ld(xr[j]) - shift[j]);
+          er[j] = lk_st<S>(v);
           acc_part[j] += v;
         }
       } else {
 #pragma omp simd
         for (idx j = 0; j < w; ++j)
-          lk_add_split(acc_part, acc_ones, lk_exp_nonpositive(xr[j] - shift[j]), j);
+          lk_add_split(acc_part, acc_ones, lk_exp_nonpositive(lk_ld(xr[j]) - shift[j]), j);
       }
       sums.row_done(c);
     }
@@ -759,16 +793,16 @@ void lk_normalize_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
       for (idx j = 0; j < w; ++j) acc[j] = lk_log_sum<T>(sums.minus_one(j));
     }
     for (idx c = 0; c < n; ++c) {
-      T* orow = ob + c * out_axis_stride;
-      T* dst = out_direct ? orow : row;
+      S* orow = ob + c * out_axis_stride;
+      S* dst = out_direct ? orow : row;
       if (kind == LkNormalize::softmax) {
-        const T* er = eb + c * e_stride;
+        const S* er = eb + c * e_stride;
 #pragma omp simd
-        for (idx j = 0; j < w; ++j) dst[j] = er[j] * acc[j];
+        for (idx j = 0; j < w; ++j) dst[j] = lk_st<S>(lk_ld(er[j]) * acc[j]);
       } else {
-        const T* xr = xb.base + c * xb.stride;
+        const S* xr = xb.base + c * xb.stride;
 #pragma omp simd
-        for (idx j = 0; j < w; ++j) dst[j] = (xr[j] - shift[j]) - acc[j];
+        for (idx j = 0; j < w; ++j) dst[j] = lk_st<S>((lk_ld(xr[j]) - shift[j]) - acc[j]);
       }
       if (!out_direct)
         for (idx j = 0; j < w; ++j) orow[j * out_col_stride] = row[j];
@@ -776,23 +810,24 @@ void lk_normalize_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
   }
 }
 
-template <class T>
-void softmax_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+template <class S>
+void softmax_cols(const S* x, idx x_axis_stride, idx x_col_stride, S* out,
                   idx out_axis_stride, idx out_col_stride, idx n, idx cols) {
-  lk_normalize_cols<T, LkNormalize::softmax>(x, x_axis_stride, x_col_stride, out,
+  lk_normalize_cols<S, LkNormalize::softmax>(x, x_axis_stride, x_col_stride, out,
                                               out_axis_stride, out_col_stride, n, cols);
 }
 
-template <class T>
-void log_softmax_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+template <class S>
+void log_softmax_cols(const S* x, idx x_axis_stride, idx x_col_stride, S* out,
                       idx out_axis_stride, idx out_col_stride, idx n, idx cols) {
-  lk_normalize_cols<T, LkNormalize::log_softmax>(x, x_axis_stride, x_col_stride, out,
+  lk_normalize_cols<S, LkNormalize::log_softmax>(x, x_axis_stride, x_col_stride, out,
                                                   out_axis_stride, out_col_stride, n, cols);
 }
 
-template <class T>
-void logsumexp_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
+template <class S>
+void logsumexp_cols(const S* x, idx x_axis_stride, idx x_col_stride, S* out,
                     idx out_col_stride, idx n, idx cols) {
+  using T = compute_t<S>;
   struct Work {  // on the heap, as in lk_normalize_cols
     T maxv[lk_max_column_block];
     T shift[lk_max_column_block];
@@ -802,21 +837,21 @@ void logsumexp_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
   T* maxv = work->maxv;
   T* shift = work->shift;
   auto& sums = work->sums;
-  const idx block = lk_column_block<T>(n);
-  LkScratch<T> scratch(x_col_stride == 1 ? 0 : n * (cols < block ? cols : block));
+  const idx block = lk_column_block<S>(n);
+  LkScratch<S> scratch(x_col_stride == 1 ? 0 : n * (cols < block ? cols : block));
   for (idx j0 = 0; j0 < cols; j0 += block) {
     const idx w = cols - j0 < block ? cols - j0 : block;
-    const LkBlock<T> xb = lk_block_max(x + j0 * x_col_stride, x_axis_stride, x_col_stride, n,
+    const LkBlock<S> xb = lk_block_max(x + j0 * x_col_stride, x_axis_stride, x_col_stride, n,
                                        w, scratch.data, maxv);
     for (idx j = 0; j < w; ++j) shift[j] = lk_shift_for(maxv[j]);
     sums.reset(w);
     T* acc_part = sums.part;
     T* acc_ones = sums.ones;
     for (idx c = 0; c < n; ++c) {
-      const T* xr = xb.base + c * xb.stride;
+      const S* xr = xb.base + c * xb.stride;
 #pragma omp simd
       for (idx j = 0; j < w; ++j)
-        lk_add_split(acc_part, acc_ones, lk_exp_nonpositive(xr[j] - shift[j]), j);
+        lk_add_split(acc_part, acc_ones, lk_exp_nonpositive(lk_ld(xr[j]) - shift[j]), j);
       sums.row_done(c);
     }
     sums.flush();
@@ -826,23 +861,23 @@ void logsumexp_cols(const T* x, idx x_axis_stride, idx x_col_stride, T* out,
         // +inf in this column: +inf unless a NaN is there too (rare: rescan the column).
         result = maxv[j];
         for (idx c = 0; c < n; ++c) {
-          const T v = xb.base[c * xb.stride + j];
+          const T v = lk_ld(xb.base[c * xb.stride + j]);
           if (v != v) result = v;
         }
       }
-      out[(j0 + j) * out_col_stride] = result;
+      out[(j0 + j) * out_col_stride] = lk_st<S>(result);
     }
   }
 }
 
-template <class T>
-void exp_array(const T* x, T* out, idx n) {
+template <class S>
+void exp_array(const S* x, S* out, idx n) {
 #pragma omp simd
-  for (idx i = 0; i < n; ++i) out[i] = lk_exp(x[i]);
+  for (idx i = 0; i < n; ++i) out[i] = lk_st<S>(lk_exp(lk_ld(x[i])));
 }
 
-template <class T>
-void exp_nonpositive_array(const T* x, T* out, idx n) {
+template <class S>
+void exp_nonpositive_array(const S* x, S* out, idx n) {
 #pragma omp simd
-  for (idx i = 0; i < n; ++i) out[i] = lk_exp_nonpositive(x[i]);
+  for (idx i = 0; i < n; ++i) out[i] = lk_st<S>(lk_exp_nonpositive(lk_ld(x[i])));
 }
