@@ -42,6 +42,11 @@ const void* contiguous_data(const OptArray& a, DType dt, const char* what) {
   return a->data();
 }
 
+// Class weights are a small vector in the compute type (float32 for 16-bit input).
+DType weight_dtype(DType dt) {
+  return dt == DType::float16 || dt == DType::bfloat16 ? DType::float32 : dt;
+}
+
 StridedArray label_view(const py::array& labels) {
   if (!labels.dtype().equal(py::dtype::of<std::int64_t>()))
     throw py::type_error("labels must be int64");
@@ -72,7 +77,7 @@ void register_losses(py::module_& m) {
         args.axis = axis;
         args.labels = label_v ? &*label_v : nullptr;
         args.probs = probs_v.get();
-        args.weight = contiguous_data(weight, dt, "weight");
+        args.weight = contiguous_data(weight, weight_dtype(dt), "weight");
         args.weight_size = size_of(weight);
         args.ignore_index = ignore_index;
         args.smoothing = smoothing;
@@ -99,7 +104,7 @@ void register_losses(py::module_& m) {
         CrossEntropyArgs args{};
         args.axis = axis;
         args.labels = &label_v;
-        args.weight = contiguous_data(weight, dt, "weight");
+        args.weight = contiguous_data(weight, weight_dtype(dt), "weight");
         args.weight_size = size_of(weight);
         args.ignore_index = ignore_index;
         args.reduction = static_cast<Reduction>(reduction);

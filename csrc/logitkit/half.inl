@@ -67,3 +67,166 @@ inline BFloat16 lk_st<BFloat16>(float v) {
   const std::uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 0x40u) : rounded;
   return BFloat16{static_cast<std::uint16_t>(r)};
 }
+
+// One vector (lk_lanes<T>() elements) at a time. Where the CPU converts float16 itself
+// (AVX-512F; F16C with AVX2) that is one instruction each way; elsewhere a loop of the
+// scalar functions above.
+template <class S, class T>
+LK_ALWAYS_INLINE void lk_load_vector(T* __restrict v, const S* __restrict x) {
+  constexpr idx L = LOGITKIT_VECTOR_BYTES / static_cast<idx>(sizeof(T));
+#if defined(__AVX512F__)
+  if constexpr (sizeof(S) == 2 && L == 16 && std::is_same<S, Float16>::value) {
+    _mm512_storeu_ps(v, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))));
+    return;
+  }
+#endif
+#if defined(__F16C__) && defined(__AVX__)
+  if constexpr (sizeof(S) == 2 && L == 8 && std::is_same<S, Float16>::value) {
+    _mm256_storeu_ps(v, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x))));
+    return;
+  }
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (L == 16 && std::is_same<S, BFloat16>::value) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+    _mm512_storeu_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (L == 8 && std::is_same<S, BFloat16>::value) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
+    _mm256_storeu_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
+    return;
+  }
+#endif
+#pragma omp simd
+  for (idx j = 0; j < L; ++j) v[j] = lk_ld(x[j]);
+}
+
+template <class S, class T>
+LK_ALWAYS_INLINE void lk_store_vector(S* __restrict x, const T* __restrict v) {
+  constexpr idx L = LOGITKIT_VECTOR_BYTES / static_cast<idx>(sizeof(T));
+#if defined(__AVX512F__)
+  if constexpr (sizeof(S) == 2 && L == 16 && std::is_same<S, Float16>::value) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(x),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return;
+  }
+#endif
+#if defined(__F16C__) && defined(__AVX__)
+  if constexpr (sizeof(S) == 2 && L == 8 && std::is_same<S, Float16>::value) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(x),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return;
+  }
+#endif
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (L == 16 && std::is_same<S, BFloat16>::value) {
+    // As lk_st<BFloat16>: round to nearest even, NaN kept (quieted).
+    const __m512 f = _mm512_loadu_ps(v);
+    const __m512i u = _mm512_castps_si512(f);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(x), _mm512_cvtepi32_epi16(r));
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (L == 8 && std::is_same<S, BFloat16>::value) {
+    const __m256 f = _mm256_loadu_ps(v);
+    const __m256i u = _mm256_castps_si256(f);
+    const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    const __m256i rounded = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), odd), 16);
+    const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
+    const __m256i r = _mm256_blendv_epi8(rounded, quiet, nan);
+    // Pack the 32-bit lanes' low halves (values < 2^16: packus is exact) in order.
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0xd8);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(x), _mm256_castsi256_si128(packed));
+    return;
+  }
+#endif
+#pragma omp simd
+  for (idx j = 0; j < L; ++j) x[j] = lk_st<S>(v[j]);
+}
+
+// out[i] = f(in[i]) over a row of n elements (in and out may be the same row), one vector
+// at a time through lk_load_vector / lk_store_vector for the 16-bit formats.
+template <class S, class F>
+LK_ALWAYS_INLINE void lk_map_row(const S* in, S* out, idx n, F f) {
+  using T = compute_t<S>;
+  if constexpr (std::is_same<S, T>::value) {
+#pragma omp simd
+    for (idx i = 0; i < n; ++i) out[i] = f(in[i]);
+  } else {
+    constexpr idx L = LOGITKIT_VECTOR_BYTES / static_cast<idx>(sizeof(T));
+    idx i = 0;
+    for (; i + L <= n; i += L) {
+      T v[L];
+      lk_load_vector(v, in + i);
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) v[j] = f(v[j]);
+      lk_store_vector(out + i, v);
+    }
+    for (; i < n; ++i) out[i] = lk_st<S>(f(lk_ld(in[i])));
+  }
+}
+
+// out[i] = f(a[i], b[i], i) over a row: a second input row (b; may be null when f ignores
+// it) and the element's index, e.g. for class weights.
+template <class S, class F>
+LK_ALWAYS_INLINE void lk_map_rows2(const S* a, const S* b, S* out, idx n, F f) {
+  using T = compute_t<S>;
+  if constexpr (std::is_same<S, T>::value) {
+    if (b) {
+#pragma omp simd
+      for (idx i = 0; i < n; ++i) out[i] = f(a[i], b[i], i);
+    } else {
+#pragma omp simd
+      for (idx i = 0; i < n; ++i) out[i] = f(a[i], T(0), i);
+    }
+  } else {
+    constexpr idx L = LOGITKIT_VECTOR_BYTES / static_cast<idx>(sizeof(T));
+    idx i = 0;
+    for (; i + L <= n; i += L) {
+      T va[L];
+      T vb[L];
+      lk_load_vector(va, a + i);
+      if (b) {
+        lk_load_vector(vb, b + i);
+      } else {
+        for (idx j = 0; j < L; ++j) vb[j] = T(0);
+      }
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) va[j] = f(va[j], vb[j], i + j);
+      lk_store_vector(out + i, va);
+    }
+    for (; i < n; ++i) out[i] = lk_st<S>(f(lk_ld(a[i]), b ? lk_ld(b[i]) : T(0), i));
+  }
+}
+
+// out[i] = f(e[i], y[i], i) for a row of values e already in the compute type (y: an input
+// row of S, or null, then f gets 0).
+template <class S, class T, class F>
+LK_ALWAYS_INLINE void lk_write_row(S* out, const T* e, const S* y, idx n, F f) {
+  constexpr idx L = LOGITKIT_VECTOR_BYTES / static_cast<idx>(sizeof(T));
+  idx i = 0;
+  for (; i + L <= n; i += L) {
+    T yv[L];
+    if (y) {
+      lk_load_vector(yv, y + i);
+    } else {
+      for (idx j = 0; j < L; ++j) yv[j] = T(0);
+    }
+    T v[L];
+#pragma omp simd
+    for (idx j = 0; j < L; ++j) v[j] = f(e[i + j], yv[j], i + j);
+    lk_store_vector(out + i, v);
+  }
+  for (; i < n; ++i) out[i] = lk_st<S>(f(e[i], y ? lk_ld(y[i]) : T(0), i));
+}

@@ -4,6 +4,10 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <type_traits>
+#if defined(__AVX__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "kernel_table.hpp"
 
@@ -27,6 +31,14 @@
 #define LOGITKIT_HUGE_VAL() __builtin_huge_val()
 #define LOGITKIT_LOGF(x) __builtin_logf(x)
 #define LOGITKIT_LOG(x) __builtin_log(x)
+#endif
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define LK_ALWAYS_INLINE __forceinline
+#define LK_UNLIKELY(c) (c)
+#else
+#define LK_ALWAYS_INLINE inline __attribute__((always_inline))
+#define LK_UNLIKELY(c) __builtin_expect(!!(c), 0)
 #endif
 
 #ifndef LOGITKIT_TARGET_NS

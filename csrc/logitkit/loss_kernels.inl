@@ -47,9 +47,9 @@ inline T lk_log_sum(bool lse_is_inf, T s) {
   return lse_is_inf ? T(0) : lk_log(s);
 }
 
-// For a 16-bit S the exponentials are kept in the gradient rounded to S; the target's
-// entry, p_t - 1 (which cancels when p_t is near 1), is computed from its exponential in
-// the compute type instead.
+// For a 16-bit S the exponentials are kept in a row of the compute type (L1/L2-resident)
+// rather than in the gradient: rounded to S first, they would make the gradient's
+// differences that cancel (p_t - 1, p_c - eps/C, p - y) wrong by many units.
 template <class S, class T = compute_t<S>>
 void cross_entropy_rows(const CrossEntropyRows<S>& a) {
   constexpr bool kNarrow = sizeof(S) < sizeof(T);
@@ -57,6 +57,15 @@ void cross_entropy_rows(const CrossEntropyRows<S>& a) {
   const T eps = a.smoothing;
   const T eps_per_class = eps / static_cast<T>(n);
   const T keep = T(1) - eps;
+  LkScratch<T> exp_row(kNarrow && a.grad ? n : 0);
+  // Where the exp pass keeps the exponentials: the gradient row, or exp_row.
+  auto exp_store = [&](S* g) {
+    if constexpr (kNarrow) {
+      return g ? exp_row.data : static_cast<T*>(nullptr);
+    } else {
+      return g;
+    }
+  };
   lk_pipelined_rows(a.logits, a.logits_row_stride, a.rows, n,
                     [&](idx r, T m, const S* next, T* next_max) {
     const S* z = a.logits + r * a.logits_row_stride;
@@ -82,7 +91,6 @@ void cross_entropy_rows(const CrossEntropyRows<S>& a) {
       // past float32's range, in a loss that fits it.
       const T z_t = lk_ld(z[t]);
       const double gap_t = double(shift) - double(z_t);  // lse - z_t = gap_t + log s
-      const T e_t = kNarrow ? lk_exp_nonpositive(z_t - shift) : T(0);
       // eps/C sum_c w_c (shift - z_c); -inf logits make it +inf, as they should.
       double smooth_gap = 0;
       if (eps != T(0)) {
@@ -97,7 +105,8 @@ void cross_entropy_rows(const CrossEntropyRows<S>& a) {
           for (idx c = 0; c < n; ++c) smooth_gap += shift_d - double(lk_ld(z[c]));
         }
       }
-      const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
+      const auto e = exp_store(g);
+      const T s = lk_exp_sum_row(z, e, n, shift, next, next_max);
       const T log_s = lk_log_sum(lse_is_inf, s);
       const T w_t = a.weight ? a.weight[t] : T(1);
       double loss = double(keep) * double(w_t) * (gap_t + double(log_s));
@@ -107,19 +116,30 @@ void cross_entropy_rows(const CrossEntropyRows<S>& a) {
       if (g) {
         const T scale = a.grad_scale * (keep * w_t + eps_per_class * a.weight_sum) / s;
         const T smooth = a.grad_scale * eps_per_class;
-        const T w_smooth_t = a.weight && eps != T(0) ? a.weight[t] : T(1);
-        if (a.weight && eps != T(0)) {
-          const T* w = a.weight;
-#pragma omp simd
-          for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(lk_ld(g[c]) * scale - smooth * w[c]);
+        const T target_step = a.grad_scale * keep * w_t;
+        if constexpr (kNarrow) {
+          const S* none = nullptr;
+          if (a.weight && eps != T(0)) {
+            const T* w = a.weight;
+            lk_write_row(g, e, none, n, [=](T ec, T, idx c) {
+              return ec * scale - smooth * w[c] - (c == t ? target_step : T(0));
+            });
+          } else {
+            lk_write_row(g, e, none, n, [=](T ec, T, idx c) {
+              return ec * scale - smooth - (c == t ? target_step : T(0));
+            });
+          }
         } else {
+          if (a.weight && eps != T(0)) {
+            const T* w = a.weight;
 #pragma omp simd
-          for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(lk_ld(g[c]) * scale - smooth);
+            for (idx c = 0; c < n; ++c) g[c] = g[c] * scale - smooth * w[c];
+          } else {
+#pragma omp simd
+            for (idx c = 0; c < n; ++c) g[c] = g[c] * scale - smooth;
+          }
+          g[t] -= target_step;
         }
-        if (kNarrow)
-          g[t] = lk_st<S>((e_t * scale - smooth * w_smooth_t) - a.grad_scale * keep * w_t);
-        else
-          g[t] = lk_st<S>(lk_ld(g[t]) - a.grad_scale * keep * w_t);
       }
       return;
     }
@@ -144,22 +164,32 @@ void cross_entropy_rows(const CrossEntropyRows<S>& a) {
         d_sum += wy == T(0) ? 0.0 : double(wy) * (shift_d - double(lk_ld(z[c])));
       }
     }
-    const T s = lk_exp_sum_row(z, g, n, shift, next, next_max);
+    const auto e = exp_store(g);
+    const T s = lk_exp_sum_row(z, e, n, shift, next, next_max);
     const T log_s = lk_log_sum(lse_is_inf, s);
     // A target with no weight anywhere (b_sum = 0) has loss 0, also for a row of -inf
     // logits (log s = -inf).
     a.loss[r * a.loss_stride] = b_sum == 0.0 ? d_sum : d_sum + b_sum * double(log_s);
     if (g) {
       const T scale = a.grad_scale * static_cast<T>(b_sum) / s;
-      if (w) {
+      const T gs = a.grad_scale;
+      if constexpr (kNarrow) {
+        if (w) {
+          lk_write_row(g, e, y, n, [=](T ec, T yc, idx c) {
+            return ec * scale - gs * w[c] * (keep * yc + eps_per_class);
+          });
+        } else {
+          lk_write_row(g, e, y, n, [=](T ec, T yc, idx) {
+            return ec * scale - gs * (keep * yc + eps_per_class);
+          });
+        }
+      } else if (w) {
 #pragma omp simd
         for (idx c = 0; c < n; ++c)
-          g[c] = lk_st<S>(lk_ld(g[c]) * scale -
-                          a.grad_scale * w[c] * (keep * lk_ld(y[c]) + eps_per_class));
+          g[c] = g[c] * scale - gs * w[c] * (keep * y[c] + eps_per_class);
       } else {
 #pragma omp simd
-        for (idx c = 0; c < n; ++c)
-          g[c] = lk_st<S>(lk_ld(g[c]) * scale - a.grad_scale * (keep * lk_ld(y[c]) + eps_per_class));
+        for (idx c = 0; c < n; ++c) g[c] = g[c] * scale - gs * (keep * y[c] + eps_per_class);
       }
     }
   });
@@ -218,6 +248,8 @@ void cross_entropy_cols(const CrossEntropyCols<S>& a) {
   // A gathered block holds n x min(block, cols): three strided rows of 10^7 classes
   // need 3 columns, not the 16 a block holds at least.
   LkScratch<S> scratch(direct ? 0 : n * (a.cols < block ? a.cols : block));
+  using E = typename std::conditional<kNarrow, T, S>::type;  // the exponentials' type
+  LkScratch<T> exps(kNarrow && a.grad ? n * (a.cols < block ? a.cols : block) : 0);
   for (idx j0 = 0; j0 < a.cols; j0 += block) {
     const idx w = a.cols - j0 < block ? a.cols - j0 : block;
     // Pass 1: each sample's max (gathering the block when it is not read in place).
@@ -249,24 +281,30 @@ void cross_entropy_cols(const CrossEntropyCols<S>& a) {
     }
     // Pass 2: exponentials and their sums. They are kept where the gradient will be: in
     // the gradient itself when reading in place, else in the scratch block (over the
-    // gathered logits, which are no longer needed).
+    // gathered logits, which are no longer needed); for a 16-bit S, unrounded in a block
+    // of the compute type (as in cross_entropy_rows).
     S* gb = a.grad ? a.grad + j0 * a.grad_col_stride : nullptr;
-    S* eb = nullptr;
+    E* eb = nullptr;
     idx e_stride = 0;
     if (a.grad) {
-      eb = direct ? gb : scratch.data;
-      e_stride = direct ? a.grad_axis_stride : w;
+      if constexpr (kNarrow) {
+        eb = exps.data;
+        e_stride = w;
+      } else {
+        eb = direct ? gb : scratch.data;
+        e_stride = direct ? a.grad_axis_stride : w;
+      }
     }
     sums.reset(w);
     T* part = sums.part;
     for (idx c = 0; c < n; ++c) {
       const S* zr = zb.base + c * zb.stride;
       if (eb) {
-        S* er = eb + c * e_stride;
+        E* er = eb + c * e_stride;
 #pragma omp simd
         for (idx j = 0; j < w; ++j) {
           const T v = lk_exp_nonpositive(lk_ld(zr[j]) - shift[j]);
-          er[j] = lk_st<S>(v);
+          er[j] = lk_st<E>(v);
           part[j] += v;
         }
       } else {
@@ -289,7 +327,7 @@ void cross_entropy_cols(const CrossEntropyCols<S>& a) {
     if (!a.grad) continue;
     // Pass 3: the gradient (scattered back when the block was gathered).
     for (idx c = 0; c < n; ++c) {
-      const S* er = eb + c * e_stride;
+      const E* er = eb + c * e_stride;
       const T wc = a.weight ? a.weight[c] : T(1);
       S* gr = gb + c * a.grad_axis_stride;
       S* dst = direct ? gr : row;

@@ -88,11 +88,10 @@ inline T lk_row_max(const S* __restrict x, idx n) {
   for (idx j = 0; j < L; ++j) acc[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
+    T xv[L];
+    lk_load_vector(xv, x + i);
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) {
-      const T v = lk_ld(x[i + j]);
-      acc[j] = v > acc[j] ? v : acc[j];
-    }
+    for (idx j = 0; j < L; ++j) acc[j] = xv[j] > acc[j] ? xv[j] : acc[j];
   }
   if (i < n) {
     T block[L];
@@ -139,11 +138,10 @@ inline LkMax<T> lk_row_max_lane(const S* __restrict x, idx n) {
   for (idx j = 0; j < L; ++j) acc[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
+    T xv[L];
+    lk_load_vector(xv, x + i);
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) {
-      const T v = lk_ld(x[i + j]);
-      acc[j] = v > acc[j] ? v : acc[j];
-    }
+    for (idx j = 0; j < L; ++j) acc[j] = xv[j] > acc[j] ? xv[j] : acc[j];
   }
   if (i < n) {
     T block[L];
@@ -215,13 +213,6 @@ inline T lk_split_integer(T& v) {
 //
 // Double sums in split mode flush every 4 vectors into plain double `mid` sums and those
 // into the compensated totals every kMidBlocks flushes, as often as plain mode does.
-#if defined(_MSC_VER) && !defined(__clang__)
-#define LK_ALWAYS_INLINE __forceinline
-#define LK_UNLIKELY(c) (c)
-#else
-#define LK_ALWAYS_INLINE inline __attribute__((always_inline))
-#define LK_UNLIKELY(c) __builtin_expect(!!(c), 0)
-#endif
 
 // The rare path of LkSum's split mode: whether the four terms of the maximum's lane in a
 // block (0 for missing ones) hold a 1, and if so the sums of their nearest integers (k_sum)
@@ -399,9 +390,11 @@ struct LkSum {
 // Returns the sum s, or with kSplit s - 1 as a double (LkSum's split mode).
 // In split mode, `lane` is the lane of this row's maximum (LkMax) and *next_lane receives
 // the next row's (with kNext).
-template <bool kNext, bool kStoreShifted = false, bool kSplit = false, class S,
+// e's element type E is S, or (16-bit S) the compute type, to keep the exponentials
+// unrounded.
+template <bool kNext, bool kStoreShifted = false, bool kSplit = false, class S, class E,
           class T = compute_t<S>>
-inline auto lk_exp_sum_store(const S* x, S* e, idx n, T shift, const S* next, T* next_max,
+inline auto lk_exp_sum_store(const S* x, E* e, idx n, T shift, const S* next, T* next_max,
                              idx lane = -1, idx* next_lane = nullptr) {
   constexpr idx L = lk_lanes<T>();
   T saved[kSplit ? LkSum<T, kSplit, S>::kSumBlock * L : 1];
@@ -409,38 +402,41 @@ inline auto lk_exp_sum_store(const S* x, S* e, idx n, T shift, const S* next, T*
   // Split mode: where LkSum recognizes the maximum (in place, x is overwritten by x - shift,
   // which is 0 exactly where x is the maximum, also once rounded to a 16-bit S: the
   // difference of two such values is never below the smallest subnormal).
-  const bool check_stored = kStoreShifted && e == x;
-  const S* check_row = check_stored ? e : x;
+  const bool check_stored =
+      kStoreShifted && static_cast<const void*>(e) == static_cast<const void*>(x);
+  const S* check_row = check_stored ? reinterpret_cast<const S*>(e) : x;
   const T check_target = check_stored ? T(0) : shift;
   T v[L];
   T macc[L];
   for (idx j = 0; j < L; ++j) macc[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
+    T xv[L];
+    lk_load_vector(xv, x + i);
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive(lk_ld(x[i + j]) - shift);
+    for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive(xv[j] - shift);
     if (e) {
+      T ev[L];
 #pragma omp simd
-      for (idx j = 0; j < L; ++j)
-        e[i + j] = lk_st<S>(kStoreShifted ? lk_ld(x[i + j]) - shift : v[j]);
+      for (idx j = 0; j < L; ++j) ev[j] = kStoreShifted ? xv[j] - shift : v[j];
+      lk_store_vector(e + i, ev);
     }
     sum.add(v, saved, check_row, n, check_target, i);
     if (kNext) {
+      T nv[L];
+      lk_load_vector(nv, next + i);
 #pragma omp simd
-      for (idx j = 0; j < L; ++j) {
-        const T w = lk_ld(next[i + j]);
-        macc[j] = w > macc[j] ? w : macc[j];
-      }
+      for (idx j = 0; j < L; ++j) macc[j] = nv[j] > macc[j] ? nv[j] : macc[j];
     }
   }
   if (i < n) {
     lk_load_padded(v, x + i, n - i);
     if (e && kStoreShifted)
-      for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<S>(v[j] - shift);
+      for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<E>(v[j] - shift);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive(v[j] - shift);
     if (e && !kStoreShifted)
-      for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<S>(v[j]);
+      for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<E>(v[j]);
     sum.add(v, saved, check_row, n, check_target, i);
     if (kNext) {
       T block[L];
@@ -483,8 +479,8 @@ inline void lk_pipelined_rows(const S* x, idx x_row_stride, idx rows, idx n, Row
 }
 
 // exp sum of row xr, with the next row's max when there is a next row.
-template <bool kStoreShifted = false, class S, class T = compute_t<S>>
-inline T lk_exp_sum_row(const S* xr, S* e, idx n, T shift, const S* next, T* next_max) {
+template <bool kStoreShifted = false, class S, class E, class T = compute_t<S>>
+inline T lk_exp_sum_row(const S* xr, E* e, idx n, T shift, const S* next, T* next_max) {
   return next ? lk_exp_sum_store<true, kStoreShifted>(xr, e, n, shift, next, next_max)
               : lk_exp_sum_store<false, kStoreShifted>(xr, e, n, shift, next, next_max);
 }
@@ -542,8 +538,7 @@ void softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx 
     const S* xr = x + r * x_row_stride;
     S* orow = out + r * out_row_stride;
     const T inv = T(1) / lk_exp_sum_row(xr, orow, n, lk_shift_for(m), next, next_max);
-#pragma omp simd
-    for (idx i = 0; i < n; ++i) orow[i] = lk_st<S>(lk_ld(orow[i]) * inv);
+    lk_map_row(orow, orow, n, [inv](T v) { return v * inv; });
   });
 }
 
@@ -559,8 +554,7 @@ void log_softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, 
     // x - (shift + log_sum): with shift = 1e30 the latter would round log_sum away.)
     const T log_sum = lk_log_sum<T>(
         lk_exp_sum_minus_one_row<true>(xr, orow, n, shift, m.lane, next, next_max));
-#pragma omp simd
-    for (idx i = 0; i < n; ++i) orow[i] = lk_st<S>(lk_ld(orow[i]) - log_sum);
+    lk_map_row(orow, orow, n, [log_sum](T v) { return v - log_sum; });
   });
 }
 

@@ -1,8 +1,12 @@
 """Argument handling shared by the public functions: dtypes, axes and ``out=`` arrays.
 
-The compiled core takes only aligned, native-endian float32/float64 arrays with a valid
-axis and a correctly shaped ``out``; everything else is turned into that here, or rejected
-with an exception that says what was expected.
+The compiled core takes only aligned, native-endian float32/float64/float16/bfloat16
+arrays with a valid axis and a correctly shaped ``out``; everything else is turned into
+that here, or rejected with an exception that says what was expected.
+
+bfloat16 is ``ml_dtypes.bfloat16`` (the NumPy dtype JAX and PyTorch interoperate with). It
+is recognised by its dtype's name and type code, without importing ml_dtypes: an array of
+it can only exist where ml_dtypes is already imported.
 """
 
 from __future__ import annotations
@@ -19,12 +23,32 @@ F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)
 
 
-def as_float_array(x: ArrayLike, name: str = "x") -> tuple[NDArray[Any], np.dtype[Any]]:
+def is_bfloat16(dt: np.dtype[Any]) -> bool:
+    """Whether ``dt`` is ml_dtypes.bfloat16."""
+    char: str = dt.char  # ml_dtypes' code, which NumPy's stubs do not list
+    return dt.kind == "V" and char == "E" and dt.itemsize == 2 and dt.name == "bfloat16"
+
+
+def is_half(dt: np.dtype[Any]) -> bool:
+    """Whether ``dt`` is one of the 16-bit formats (float16, bfloat16)."""
+    return dt.itemsize == 2 and (dt.kind == "f" or is_bfloat16(dt))
+
+
+def compute_dtype(dt: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype the kernels compute in for arrays of ``dt``: float32 for 16-bit formats."""
+    return F32 if dt.itemsize == 2 else dt
+
+
+def as_float_array(
+    x: ArrayLike, name: str = "x", native16: bool = False
+) -> tuple[NDArray[Any], np.dtype[Any]]:
     """Return ``(a, result_dtype)``: ``a`` is what the core computes on.
 
     float32 and float64 are used as they are (copied only if unaligned or byte-swapped);
-    integers and bools are promoted to float64 (like SciPy); float16 is computed in float32
-    and the result returned as float16.
+    integers and bools are promoted to float64 (like SciPy). float16 and bfloat16 are
+    passed as they are when the function's kernels read them (``native16``: they widen
+    each element to float32 in registers and round the results back); otherwise they are
+    computed in float32 and the result returned in their dtype.
     """
     a = x if type(x) is np.ndarray else np.asarray(x)
     dt = a.dtype
@@ -33,9 +57,16 @@ def as_float_array(x: ArrayLike, name: str = "x") -> tuple[NDArray[Any], np.dtyp
             a = a.copy()
         return a, dt
     kind = dt.kind
+    if is_half(dt) and dt.isnative:
+        if not native16:
+            return a.astype(F32), dt
+        if not a.flags.aligned:
+            a = a.copy()
+        return a, dt
     if kind == "f":
         if dt.itemsize == 2:
-            return a.astype(F32), F16
+            a = a.astype(F16)  # byte-swapped float16
+            return (a, F16) if native16 else (a.astype(F32), F16)
         if dt.itemsize in (4, 8):
             # Byte-swapped, or an equal dtype object that is not the canonical one.
             native = F32 if dt.itemsize == 4 else F64
@@ -52,6 +83,22 @@ def as_float_array(x: ArrayLike, name: str = "x") -> tuple[NDArray[Any], np.dtyp
     if kind == "c":
         raise TypeError(f"{name} is complex ({dt}); logitkit supports only real input")
     raise TypeError(f"{name} must be a real numeric array, got dtype {dt}")
+
+
+_BFLOAT16_MAX = 3.3895313892515355e38
+
+
+def dtype_max(dt: np.dtype[Any]) -> float:
+    """The largest finite value of a float dtype (np.finfo does not know bfloat16)."""
+    return _BFLOAT16_MAX if is_bfloat16(dt) else float(np.finfo(dt).max)
+
+
+def as_dtype(x: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``x`` converted to ``dtype`` (float to a 16-bit format: overflow is inf, quietly)."""
+    if x.dtype == dtype:
+        return x
+    with np.errstate(over="ignore"):
+        return x.astype(dtype)
 
 
 def normalize_axis(axis: Any, ndim: int) -> int:
@@ -125,7 +172,8 @@ def direct_out(out: NDArray[Any], a: NDArray[Any], *inputs: NDArray[Any] | None)
 
 
 def cast_result(a: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
-    """``a`` in the result dtype (float16 results are computed in float32).
+    """``a`` in the result dtype (16-bit results of functions without 16-bit kernels are
+    computed in float32).
 
     A value beyond float16's range becomes +-inf, which is what the result is in float16;
     NumPy's "overflow encountered in cast" warning says nothing the caller can act on.

@@ -11,11 +11,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._arrays import (
+    as_dtype,
     as_float_array,
     cast_result,
     check_out,
+    compute_dtype,
     copy_result,
     direct_out,
+    dtype_max,
+    is_half,
     normalize_axis,
     scratch_like,
 )
@@ -47,11 +51,13 @@ def _class_weights(weight: ArrayLike | None, n: int, dtype: np.dtype[Any]) -> ND
     if weight is None:
         return None
     w = np.asarray(weight)
-    if w.dtype.kind not in "biuf":
+    if w.dtype.kind not in "biuf" and not is_half(w.dtype):
         raise TypeError(f"weight must be a real array, got dtype {w.dtype}")
     if w.shape != (n,):
         raise ValueError(f"weight has shape {w.shape}, expected shape ({n},) (one per class)")
-    return np.require(w, dtype=dtype, requirements=["C", "A"])  # aligned, as the kernels load
+    # Aligned, as the kernels load; in the compute dtype (a 16-bit input's weights are
+    # float32: a small vector, kept exact).
+    return np.require(w, dtype=compute_dtype(dtype), requirements=["C", "A"])
 
 
 _INT64_MIN = -(2**63)
@@ -111,15 +117,14 @@ def _target(
     kind = t.dtype.kind
     if kind in "iu":
         return _labels(t, batch_shape, axis, z.shape[axis], ignore_index), None
-    if kind == "f":
+    if kind == "f" or is_half(t.dtype):
         if t.shape != z.shape:
             raise ValueError(
                 f"probability target has shape {t.shape}, expected the logits' shape "
                 f"{z.shape}; class indices are an integer array of shape {batch_shape}"
             )
-        probs, _ = as_float_array(t, "target")
-        if probs.dtype != z.dtype:
-            probs = probs.astype(z.dtype)
+        probs, _ = as_float_array(t, "target", native16=True)
+        probs = as_dtype(probs, z.dtype)
         return None, probs
     if kind == "b":
         raise TypeError("target is boolean; use integer class indices or float probabilities")
@@ -185,7 +190,7 @@ def reduce_losses(
         value = total / denominator
     else:
         value = math.nan if total == 0 else math.copysign(math.inf, total)
-    if not abs(value) > float(np.finfo(result_dtype).max):  # NaN too
+    if not abs(value) > dtype_max(result_dtype):  # NaN too
         scalar: np.floating[Any] = result_dtype.type(value)
     else:
         # A total past the result dtype's range (float16 past 65504, a float32 total kept
@@ -327,7 +332,7 @@ def cross_entropy(
     >>> grad.round(4)
     array([[ 0.09  , -0.7553,  0.6652]])
     """
-    z, result_dtype = as_float_array(logits, "logits")
+    z, result_dtype = as_float_array(logits, "logits", native16=True)
     ax = normalize_axis(axis, z.ndim)
     code = reduction_code(reduction)
     eps = _smoothing(label_smoothing)
@@ -392,7 +397,7 @@ def nll_loss(
     scalar or ndarray
         The loss.
     """
-    lp, result_dtype = as_float_array(log_probs, "log_probs")
+    lp, result_dtype = as_float_array(log_probs, "log_probs", native16=True)
     ax = normalize_axis(axis, lp.ndim)
     code = reduction_code(reduction)
     ignore = _ignore_index(ignore_index)

@@ -35,7 +35,7 @@ _BackwardKernel = Callable[[NDArray[Any], NDArray[Any], NDArray[Any], int], None
 
 def _normalize(kernel: _Kernel, x: ArrayLike, axis: int, out: FloatArray | None) -> FloatArray:
     """Run a softmax-like kernel whose output has the input's shape."""
-    a, result_dtype = as_float_array(x)
+    a, result_dtype = as_float_array(x, native16=True)
     ax = normalize_axis(axis, a.ndim)
     if out is None:
         result = np.empty_like(a)
@@ -171,7 +171,7 @@ def logsumexp(
     >>> float(logitkit.logsumexp([1000.0, 1000.0]))
     1000.6931471805599
     """
-    a, result_dtype = as_float_array(x)
+    a, result_dtype = as_float_array(x, native16=True)
     ax = normalize_axis(axis, a.ndim)
     reduced = a.shape[:ax] + a.shape[ax + 1 :]
     if out is None:
