@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import as_float_array, cast_result, check_out, copy_result, direct_out
+from ._arrays import as_float_array, cast_result, check_out, copy_result, direct_out, is_half
 from ._cross_entropy import reduce_losses, reduction_code
 from ._typing import FloatArray, Loss, Reduction
 
@@ -100,7 +100,7 @@ def _as_operand(
     a = np.asarray(value)
     if a.dtype.kind == "c":
         raise TypeError(f"{name} is complex ({a.dtype}); logitkit supports only real input")
-    if a.dtype.kind not in "biuf":
+    if a.dtype.kind not in "biuf" and not is_half(a.dtype):
         raise TypeError(f"{name} must be a real array, got dtype {a.dtype}")
     try:
         full = np.broadcast_to(a, shape)

@@ -1,0 +1,229 @@
+"""float16 and bfloat16 (ml_dtypes.bfloat16): every function takes them and returns their
+dtype, within 2 units in the last place of that dtype of the float64 result.
+
+The float64 reference is computed from the 16-bit inputs' exact values. The kernels of the
+softmax family and cross-entropy read 16-bit elements and widen them in registers (float16
+with F16C / AVX-512 instructions, bfloat16 with a shift, the scalar bit functions on the
+baseline target); every SIMD target is tested.
+"""
+
+import numpy as np
+import pytest
+
+import logitkit
+import reference
+from helpers import rng_for
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+
+HALF_DTYPES = [np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16)]
+HALF_IDS = ["float16", "bfloat16"]
+
+# (mantissa bits, smallest normal exponent) of each format.
+_FORMAT = {"float16": (10, -14), "bfloat16": (7, -126)}
+
+
+def ulp(values, dtype):
+    """The spacing of ``dtype`` at each of ``values`` (the subnormal spacing below normal)."""
+    mantissa, emin = _FORMAT[np.dtype(dtype).name]
+    a = np.abs(np.asarray(values, dtype=np.float64))
+    with np.errstate(divide="ignore"):
+        e = np.floor(np.log2(np.where(a > 0, a, 1.0)))
+    return np.exp2(np.maximum(e, emin) - mantissa)
+
+
+def assert_ulp(actual, expected, dtype, what, bound=2.0, operand_scale=0.0):
+    """actual (of ``dtype``) is within ``bound`` units of ``dtype``'s last place of the
+    float64 ``expected``; NaN and infinities must match exactly.
+
+    ``operand_scale``: for results that are differences of terms (gradients such as
+    p - y), the size of those terms. The kernels compute in float32, so a difference
+    that cancels is also off by float32's rounding of its terms, 2^-23 of them, which
+    can be many units of a tiny result's last place (a one-class row's gradient is 0
+    in float64 and about 1e-8 in float32).
+    """
+    assert np.asarray(actual).dtype == dtype, f"{what}: dtype {np.asarray(actual).dtype}"
+    got = np.asarray(actual).astype(np.float64)
+    ref = np.asarray(expected, dtype=np.float64)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
+    nan = np.isnan(ref)
+    assert np.array_equal(np.isnan(got), nan), f"{what}: NaN positions differ"
+    inf = np.isinf(ref)
+    assert np.array_equal(got[inf], ref[inf]) and not np.isinf(got[~inf]).any(), (
+        f"{what}: infinities differ"
+    )
+    finite = ~nan & ~inf
+    allowed = ulp(ref[finite], dtype) * bound + operand_scale * 2.0**-23
+    err = np.abs(got[finite] - ref[finite]) / allowed * bound
+    # A finite float64 result beyond the format's range rounds to inf: compared above.
+    worst = float(err.max()) if err.size else 0.0
+    assert worst <= bound, f"{what}: {worst:.3f} ulp (bound {bound})"
+
+
+def logits_for(rng, shape, dtype, scale=4.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+SHAPES = [((1, 1), -1), ((3, 7), -1), ((5, 16), -1), ((4, 17), -1), ((2, 33), -1),
+          ((3, 1000), -1), ((64, 10), -1), ((8, 3), 0), ((33, 5), 0), ((6, 40), 0)]
+SHAPE_IDS = [f"{'x'.join(map(str, s))}-axis{a % 2}" for s, a in SHAPES]
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("shape_axis", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_softmax_family(simd_target, name, shape_axis, dtype):
+    shape, axis = shape_axis
+    rng = rng_for("half", name, shape, axis, dtype.name)
+    x = logits_for(rng, shape, dtype)
+    x.flat[:: max(1, x.size // 5)] = -np.inf  # masked classes
+    ref = getattr(reference, name)(x.astype(np.float64), axis=axis)
+    got = getattr(logitkit, name)(x, axis=axis)
+    assert_ulp(got, ref, dtype, name)
+    # out=, and in place for the normalizations
+    out = np.empty(np.shape(ref), dtype)
+    getattr(logitkit, name)(x, axis=axis, out=out)
+    assert_ulp(out, ref, dtype, f"{name} out=")
+    if name != "logsumexp":
+        y = x.copy()
+        getattr(logitkit, name)(y, axis=axis, out=y)
+        assert_ulp(y, ref, dtype, f"{name} in place")
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_strided_views(simd_target, name, dtype):
+    rng = rng_for("half-strided", name, dtype.name)
+    base = logits_for(rng, (9, 70), dtype)
+    for view in (base[:, ::2], base.T, base[::-2, 3:40], np.asfortranarray(base)):
+        for axis in (-1, 0):
+            ref = getattr(reference, name)(view.astype(np.float64), axis=axis)
+            assert_ulp(getattr(logitkit, name)(view, axis=axis), ref, dtype, f"{name} view")
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+def test_special_rows(simd_target, dtype):
+    inf = np.inf
+    x = np.array([[-inf, -inf, -inf], [inf, 0, 1], [np.nan, 0, 1], [0, 0, 0], [-inf, 2, -inf]])
+    xh = x.astype(dtype)
+    for name in ("softmax", "log_softmax", "logsumexp"):
+        for axis in (-1, 0):
+            with np.errstate(all="ignore"):
+                ref = getattr(reference, name)(x, axis=axis)
+            assert_ulp(getattr(logitkit, name)(xh, axis=axis), ref, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_every_value_converts_exactly(simd_target, dtype, axis):
+    """logsumexp of one element is the element: all 65536 bit patterns go through the
+    kernels' widening and narrowing unchanged (NaN stays NaN; -0 gives +0, as
+    shift + log 1 does)."""
+    bits = np.arange(65536, dtype=np.uint16)
+    x = bits.view(dtype).reshape((-1, 1) if axis == -1 else (1, -1))
+    got = logitkit.logsumexp(x, axis=axis)
+    expected = x.reshape(-1)
+    nan = np.isnan(expected.astype(np.float32))
+    assert np.array_equal(np.isnan(got.astype(np.float32)), nan)
+    keep = ~nan & (expected.view(np.uint16) != 0x8000)
+    assert np.array_equal(got.view(np.uint16)[keep], expected.view(np.uint16)[keep])
+    assert got.astype(np.float32)[~keep & ~nan].tolist() == [0.0]
+    # log_softmax of one element: 0 for finite, NaN otherwise
+    lsm = logitkit.log_softmax(x, axis=axis).astype(np.float32).reshape(-1)
+    finite = np.isfinite(expected.astype(np.float32))
+    assert np.all(lsm[finite] == 0) and np.all(np.isnan(lsm[~finite]))
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("shape_axis", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("kind", ["int", "prob"])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "weighted": True}],
+                         ids=["plain", "smooth-weighted"])
+def test_cross_entropy(simd_target, kind, shape_axis, dtype, options):
+    shape, axis = shape_axis
+    rng = rng_for("half-ce", kind, shape, axis, dtype.name, len(options))
+    z = logits_for(rng, shape, dtype, scale=3.0)
+    n = shape[axis]
+    batch = tuple(s for d, s in enumerate(shape) if d != axis % len(shape))
+    if kind == "int":
+        target = rng.integers(0, n, size=batch)
+        if target.size > 2:
+            target.flat[1] = -100
+    else:
+        t = rng.random(shape)
+        target = (t / t.sum(axis=axis, keepdims=True)).astype(dtype)
+    kwargs = {}
+    if options.get("weighted"):
+        kwargs["weight"] = rng.uniform(0.5, 2.0, n)
+    if "label_smoothing" in options:
+        kwargs["label_smoothing"] = options["label_smoothing"]
+    ref_target = target if kind == "int" else target.astype(np.float64)
+    for reduction in ("mean", "none"):
+        ref_loss, ref_grad = reference.cross_entropy(
+            z.astype(np.float64), ref_target, axis=axis, reduction=reduction,
+            return_grad=True, **kwargs)
+        loss, grad = logitkit.cross_entropy(z, target, axis=axis, reduction=reduction,
+                                            return_grad=True, **kwargs)
+        assert_ulp(loss, ref_loss, dtype, f"loss {reduction}")
+        operands = float(np.max(kwargs.get("weight", 1.0)))
+        assert_ulp(grad, ref_grad, dtype, f"grad {reduction}", operand_scale=operands)
+    # the gradient written over the logits
+    ref_loss, ref_grad = reference.cross_entropy(z.astype(np.float64), ref_target, axis=axis,
+                                                 return_grad=True, **kwargs)
+    zz = z.copy()
+    loss, grad = logitkit.cross_entropy(zz, target, axis=axis, return_grad=True,
+                                        grad_out=zz, **kwargs)
+    assert grad is zz
+    assert_ulp(grad, ref_grad, dtype, "grad_out=logits",
+               operand_scale=float(np.max(kwargs.get("weight", 1.0))))
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+def test_nll_loss(simd_target, dtype):
+    rng = rng_for("half-nll", dtype.name)
+    lp = logitkit.log_softmax(logits_for(rng, (6, 11), dtype))
+    t = rng.integers(0, 11, 6)
+    for reduction in ("mean", "sum", "none"):
+        ref = reference.nll_loss(lp.astype(np.float64), t, reduction=reduction)
+        assert_ulp(logitkit.nll_loss(lp, t, reduction=reduction), ref, dtype, reduction)
+
+
+# The rest of the family: each result is within 2 ulp whether its kernel reads 16-bit
+# elements or computes in float32 and rounds once.
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("shape", [(3, 7), (4, 17), (2, 1000)], ids=["3x7", "4x17", "2x1000"])
+def test_rest_of_family(simd_target, shape, dtype):
+    rng = rng_for("half-rest", shape, dtype.name)
+    x = logits_for(rng, shape, dtype)
+    x64 = x.astype(np.float64)
+    assert_ulp(logitkit.sigmoid(x), reference.sigmoid(x64), dtype, "sigmoid")
+    assert_ulp(logitkit.log_sigmoid(x), reference.log_sigmoid(x64), dtype, "log_sigmoid")
+    assert_ulp(logitkit.entropy(x), reference.entropy(x64), dtype, "entropy")
+    q = logits_for(rng, shape, dtype)
+    kl, g = logitkit.kl_divergence(x, q, reduction="sum", return_grad=True)
+    ref_kl, ref_g = reference.kl_divergence(x64, q.astype(np.float64), reduction="sum",
+                                            return_grad=True)
+    assert_ulp(kl, ref_kl, dtype, "kl_divergence")
+    assert_ulp(g, ref_g, dtype, "kl_divergence grad", operand_scale=1.0)
+    y = rng.random(shape).astype(dtype)
+    loss, grad = logitkit.binary_cross_entropy(x, y, reduction="sum", return_grad=True)
+    ref_loss, ref_grad = reference.binary_cross_entropy(x64, y.astype(np.float64),
+                                                        reduction="sum", return_grad=True)
+    assert_ulp(loss, ref_loss, dtype, "binary_cross_entropy")
+    assert_ulp(grad, ref_grad, dtype, "binary_cross_entropy grad", operand_scale=1.0)
+    gout = logits_for(rng, shape, dtype)
+    p = logitkit.softmax(x)
+    assert_ulp(logitkit.softmax_backward(gout, p),
+               reference.softmax_backward(gout.astype(np.float64), p.astype(np.float64)),
+               dtype, "softmax_backward", operand_scale=float(np.abs(gout.astype(np.float64)).max()))
+
+
+def test_bfloat16_recognised_without_importing_ml_dtypes_in_logitkit():
+    import sys
+
+    import logitkit._arrays as arrays
+
+    assert arrays.is_bfloat16(np.dtype(ml_dtypes.bfloat16))
+    assert not arrays.is_bfloat16(np.dtype(np.float16))
+    assert "ml_dtypes" not in arrays.__dict__
+    assert sys.modules.get("ml_dtypes") is ml_dtypes  # imported by this test, not logitkit
