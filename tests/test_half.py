@@ -227,3 +227,23 @@ def test_bfloat16_recognised_without_importing_ml_dtypes_in_logitkit():
     assert not arrays.is_bfloat16(np.dtype(np.float16))
     assert "ml_dtypes" not in arrays.__dict__
     assert sys.modules.get("ml_dtypes") is ml_dtypes  # imported by this test, not logitkit
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+def test_special_takes_both(simd_target, dtype):
+    from logitkit import special
+
+    rng = rng_for("half-special", dtype.name)
+    x = logits_for(rng, (4, 19), dtype)
+    x64 = x.astype(np.float64)
+    for axis in (-1, 0, None):
+        ax = -1 if axis is None else axis
+        flat = x64.reshape(-1) if axis is None else x64
+        ref_sm = reference.softmax(flat, axis=ax).reshape(x.shape) if axis is None else (
+            reference.softmax(flat, axis=ax))
+        assert_ulp(special.softmax(x, axis=axis), ref_sm, dtype, f"special.softmax {axis}")
+        ref_lsm = reference.log_softmax(flat, axis=ax)
+        ref_lsm = ref_lsm.reshape(x.shape) if axis is None else ref_lsm
+        assert_ulp(special.log_softmax(x, axis=axis), ref_lsm, dtype, "special.log_softmax")
+        assert_ulp(np.asarray(special.logsumexp(x, axis=axis)),
+                   np.asarray(reference.logsumexp(flat, axis=ax)), dtype, "special.logsumexp")

@@ -75,7 +75,7 @@ from numpy.exceptions import AxisError
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _binary, _softmax
-from ._arrays import cast_result
+from ._arrays import cast_result, is_bfloat16
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "expit", "log_expit"]
 
@@ -99,10 +99,15 @@ _Kernel = Callable[..., Any]
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _LONG = np.dtype(np.longdouble)
-# The types the kernels compute (float16 in float32). Long double is always computed
-# with NumPy, also where it is the same as double (Windows, macOS on arm64), so that its
-# results stay long double, as SciPy's do.
+# The types the kernels compute (float16 and bfloat16 read as they are and computed in
+# float32 registers). Long double is always computed with NumPy, also where it is the same
+# as double (Windows, macOS on arm64), so that its results stay long double, as SciPy's do.
 _KERNEL_TYPES: tuple[type[np.floating[Any]], ...] = (np.float16, np.float32, np.float64)
+
+
+def _kernel_computes(dtype: np.dtype[Any]) -> bool:
+    """Whether logitkit's kernels compute results of ``dtype`` (else NumPy does)."""
+    return dtype.type in _KERNEL_TYPES or is_bfloat16(dtype)
 # scipy.special.expit's loops, in the order NumPy searches them: 'd->d', 'f->f', 'g->g'
 # up to SciPy 1.17, 'f->f', 'd->d', 'g->g' from 1.18 (see _ufunc_loops).
 _LOOPS_BEFORE_1_18 = (_F64, _F32, _LONG)
@@ -201,8 +206,8 @@ def _check_reducible(shape: tuple[int, ...], axes: tuple[int, ...]) -> None:
 def _softmax_dtype(dtype: np.dtype[Any], name: str) -> np.dtype[Any]:
     """The dtype of SciPy's result: that of ``np.exp(x - x.max())``."""
     kind = dtype.kind
-    if kind == "f":
-        return np.dtype(dtype.type)  # native byte order
+    if kind == "f" or is_bfloat16(dtype):
+        return np.dtype(dtype.type)  # native byte order (bfloat16: as NumPy's exp gives it)
     if kind in "iu":
         # NumPy's exp of an integer array: the smallest float that holds it safely
         # (int8 -> float16, int16 -> float32, wider -> float64).
@@ -240,9 +245,10 @@ def _finish(r: NDArray[Any], result_dtype: np.dtype[Any]) -> FloatResult:
 
 
 def _compute_dtype(result_dtype: np.dtype[Any]) -> np.dtype[Any]:
-    # float16 results (float16 or 8-bit integer input) are computed in float32, which is
-    # what the kernel does with float16 anyway; float32 in float32, float64 in float64.
-    return _F64 if result_dtype.type is np.float64 else _F32
+    # The kernels take the result dtype itself (16-bit results: float16 or 8-bit integer
+    # input, bfloat16, are widened in registers and computed in float32, more accurately
+    # than SciPy's float16 arithmetic).
+    return result_dtype
 
 
 def _lk_softmax_along(a: NDArray[Any], axis: int) -> NDArray[Any]:
@@ -359,7 +365,7 @@ def softmax(x: ArrayLike, axis: Axis = None) -> FloatResult:
     array([0.5, 0.5])
     """
     a, axes, result_dtype = _prepare(x, axis, "softmax")
-    if result_dtype.type not in _KERNEL_TYPES:
+    if not _kernel_computes(result_dtype):
         return _finish(_numpy_softmax(a, axes), result_dtype)
     a = a.astype(_compute_dtype(result_dtype), copy=False)
     return _finish(_along_axes(_lk_softmax_along, a, axes), result_dtype)
@@ -420,7 +426,7 @@ def log_softmax(x: ArrayLike, axis: Axis = None) -> FloatResult:
     0.0
     """
     a, axes, result_dtype = _prepare(x, axis, "log_softmax")
-    if result_dtype.type not in _KERNEL_TYPES:
+    if not _kernel_computes(result_dtype):
         return _finish(_numpy_log_softmax(a, axes), result_dtype)
     a = a.astype(_compute_dtype(result_dtype), copy=False)
     return _finish(_along_axes(_lk_log_softmax_along, a, axes), result_dtype)
@@ -451,7 +457,7 @@ def _logsumexp_dtype(a: ArrayLike, b: ArrayLike | None) -> np.dtype[Any]:
         dtype = np.result_type(*floats, np.float64)
     if dtype.kind == "c":
         raise _complex_error("logsumexp")
-    if dtype.kind != "f":
+    if dtype.kind != "f" and not is_bfloat16(dtype):
         raise TypeError(f"logsumexp needs real numeric input, got dtype {dtype}")
     return dtype
 
@@ -677,7 +683,7 @@ def logsumexp(
     if arr.size == 0:
         out: NDArray[Any] = np.full(kept_shape, -np.inf, dtype=dtype)
         sgn = np.full(kept_shape, -1.0, dtype=dtype) if return_sign else None
-    elif weights is None and dtype.type in _KERNEL_TYPES:
+    elif weights is None and _kernel_computes(dtype):
         out = _along_axes(_lk_logsumexp_along, arr, axes).reshape(kept_shape)
         sgn = _sign_of(out) if return_sign else None
     else:
