@@ -64,7 +64,7 @@ std::uint64_t read_xcr0() {
 }
 
 struct X86Features {
-  bool avx2_fma = false;
+  bool avx2_fma = false;  // AVX2 + FMA + F16C
   bool avx512 = false;  // F + DQ + BW + VL, with the OS saving ZMM state
 };
 
@@ -78,6 +78,7 @@ X86Features detect_x86() {
   const bool osxsave = (r[2] >> 27) & 1;
   const bool avx = (r[2] >> 28) & 1;
   const bool fma = (r[2] >> 12) & 1;
+  const bool f16c = (r[2] >> 29) & 1;
   if (!osxsave || !avx) return f;
   const std::uint64_t xcr0 = read_xcr0();
   const bool os_ymm = (xcr0 & 0x6) == 0x6;     // SSE and AVX state
@@ -87,7 +88,7 @@ X86Features detect_x86() {
   const bool avx2 = (ebx >> 5) & 1;
   const bool avx512f = (ebx >> 16) & 1, avx512dq = (ebx >> 17) & 1;
   const bool avx512bw = (ebx >> 30) & 1, avx512vl = (ebx >> 31) & 1;
-  f.avx2_fma = os_ymm && avx2 && fma;
+  f.avx2_fma = os_ymm && avx2 && fma && f16c;
   f.avx512 = f.avx2_fma && os_zmm && avx512f && avx512dq && avx512bw && avx512vl;
   return f;
 }
