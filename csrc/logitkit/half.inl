@@ -21,20 +21,28 @@ inline std::uint32_t lk_float_to_bits(float f) { return lk_bit_cast<std::uint32_
 // float's exponent range; a subnormal or zero m * 2^-24 is made the normal float
 // 2^-14 * (1 + m / 1024) and 2^-14 subtracted again (exact), so that no float denormal is
 // ever an operand (slow on some CPUs).
-inline float lk_ld(Float16 h) {
-  const std::uint32_t em = static_cast<std::uint32_t>(h.bits & 0x7fffu) << 13;
+inline float lk_float16_bits_to_float(std::uint32_t bits) {
+  const std::uint32_t em = (bits & 0x7fffu) << 13;
   const std::uint32_t exponent = em & 0x0f800000u;
   std::uint32_t u = em + (112u << 23);
   u = exponent == 0x0f800000u ? u + (112u << 23) : u;
   u = exponent == 0 ? u + (1u << 23) : u;
   float f = lk_bits_to_float(u);
   f = exponent == 0 ? f - 0x1p-14f : f;
-  return lk_bits_to_float(lk_float_to_bits(f) |
-                          (static_cast<std::uint32_t>(h.bits & 0x8000u) << 16));
+  return lk_bits_to_float(lk_float_to_bits(f) | ((bits & 0x8000u) << 16));
 }
+inline float lk_ld(Float16 h) { return lk_float16_bits_to_float(h.bits); }
 
 // bfloat16 -> float, exact: the upper half of a float.
-inline float lk_ld(BFloat16 h) { return lk_bits_to_float(static_cast<std::uint32_t>(h.bits) << 16); }
+inline float lk_bfloat16_bits_to_float(std::uint32_t bits) { return lk_bits_to_float(bits << 16); }
+inline float lk_ld(BFloat16 h) { return lk_bfloat16_bits_to_float(h.bits); }
+
+// The bits of an S (a 16-bit format) in the low half of a 32-bit lane, to float.
+template <class S>
+inline float lk_bits_to_compute(std::uint32_t bits) {
+  return std::is_same<S, Float16>::value ? lk_float16_bits_to_float(bits)
+                                         : lk_bfloat16_bits_to_float(bits);
+}
 
 template <class S>
 inline S lk_st(compute_t<S> v) {
@@ -46,8 +54,7 @@ inline S lk_st(compute_t<S> v) {
 // the shift; subnormal results come out of one float addition that aligns the mantissa
 // (adding 0.5 puts 2^-24 at the last place); at or above 65520 the result is inf, NaN
 // stays a (quiet) NaN.
-template <>
-inline Float16 lk_st<Float16>(float v) {
+inline std::uint32_t lk_float_to_float16_bits(float v) {
   std::uint32_t u = lk_float_to_bits(v);
   const std::uint32_t sign = u & 0x80000000u;
   u ^= sign;
@@ -55,17 +62,30 @@ inline Float16 lk_st<Float16>(float v) {
   const std::uint32_t subnormal = lk_float_to_bits(lk_bits_to_float(u) + 0.5f) - 0x3f000000u;
   const std::uint32_t normal = (u - (112u << 23) + 0xfffu + ((u >> 13) & 1u)) >> 13;
   const std::uint32_t r = u >= (143u << 23) ? big : (u < (113u << 23) ? subnormal : normal);
-  return Float16{static_cast<std::uint16_t>(r | (sign >> 16))};
+  return r | (sign >> 16);
+}
+template <>
+inline Float16 lk_st<Float16>(float v) {
+  return Float16{static_cast<std::uint16_t>(lk_float_to_float16_bits(v))};
 }
 
 // float -> bfloat16, round to nearest even; NaN is kept (quieted) rather than rounded, which
 // could carry it into inf.
-template <>
-inline BFloat16 lk_st<BFloat16>(float v) {
+inline std::uint32_t lk_float_to_bfloat16_bits(float v) {
   const std::uint32_t u = lk_float_to_bits(v);
   const std::uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const std::uint32_t r = (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 0x40u) : rounded;
-  return BFloat16{static_cast<std::uint16_t>(r)};
+  return (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 0x40u) : rounded;
+}
+template <>
+inline BFloat16 lk_st<BFloat16>(float v) {
+  return BFloat16{static_cast<std::uint16_t>(lk_float_to_bfloat16_bits(v))};
+}
+
+// float to the bits of a 16-bit S, in a 32-bit lane.
+template <class S>
+inline std::uint32_t lk_compute_to_bits(float v) {
+  return std::is_same<S, Float16>::value ? lk_float_to_float16_bits(v)
+                                         : lk_float_to_bfloat16_bits(v);
 }
 
 // One vector (lk_lanes<T>() elements) at a time. Where the CPU converts float16 itself
@@ -97,6 +117,20 @@ LK_ALWAYS_INLINE void lk_load_vector(T* __restrict v, const S* __restrict x) {
   if constexpr (L == 8 && std::is_same<S, BFloat16>::value) {
     const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
     _mm256_storeu_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
+    return;
+  }
+#endif
+#if defined(__SSE2__) && !defined(__AVX__)
+  // SSE2 (the x86 baseline) has no 16 <-> 32-bit conversions the vectorizer uses well in
+  // a 4-lane loop (it went scalar: float16 softmax 20x slower than float32): widen the
+  // bits with an unpack, then the bit functions on 32-bit lanes.
+  if constexpr (L == 4 && sizeof(S) == 2) {
+    const __m128i h = _mm_unpacklo_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x)),
+                                         _mm_setzero_si128());
+    alignas(16) std::uint32_t bits[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(bits), h);
+#pragma omp simd
+    for (idx j = 0; j < L; ++j) v[j] = lk_bits_to_compute<S>(bits[j]);
     return;
   }
 #endif
@@ -148,6 +182,18 @@ LK_ALWAYS_INLINE void lk_store_vector(S* __restrict x, const T* __restrict v) {
     // Pack the 32-bit lanes' low halves (values < 2^16: packus is exact) in order.
     const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0xd8);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(x), _mm256_castsi256_si128(packed));
+    return;
+  }
+#endif
+#if defined(__SSE2__) && !defined(__AVX__)
+  if constexpr (L == 4 && sizeof(S) == 2) {  // as in lk_load_vector
+    alignas(16) std::uint32_t bits[4];
+#pragma omp simd
+    for (idx j = 0; j < L; ++j) bits[j] = lk_compute_to_bits<S>(v[j]);
+    // Sign-extend the low halves so that the signed saturating pack keeps them exactly.
+    __m128i r = _mm_load_si128(reinterpret_cast<const __m128i*>(bits));
+    r = _mm_srai_epi32(_mm_slli_epi32(r, 16), 16);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(x), _mm_packs_epi32(r, r));
     return;
   }
 #endif

@@ -7,6 +7,8 @@
 #include <type_traits>
 #if defined(__AVX__) || defined(__AVX512F__)
 #include <immintrin.h>
+#elif defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 
 #include "kernel_table.hpp"
