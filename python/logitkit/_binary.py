@@ -50,8 +50,8 @@ def sigmoid(x: ArrayLike, *, out: FloatArray | None = None) -> Any:
     Parameters
     ----------
     x : array_like
-        Input (float32 stays float32; integers become float64; float16 is computed in
-        float32). Non-contiguous input is copied to a contiguous one first.
+        Input (float32 stays float32; integers become float64; float16 and bfloat16 are
+        computed in float32 and returned in their dtype). Non-contiguous input is copied to a contiguous one first.
     out : ndarray, optional
         Where to write the result (same shape, result dtype); may be `x`.
 

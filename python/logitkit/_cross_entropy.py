@@ -267,7 +267,8 @@ def cross_entropy(
     ----------
     logits : array_like
         Unnormalized scores; float32 is computed in float32, float64 in float64 (float16
-        in float32, returned as float16; integers are promoted to float64).
+        and bfloat16 in float32 registers, returned in their dtype, with float32 class
+        weights; integers are promoted to float64).
     target : array_like
         Either integer class indices (any integer dtype) of the logits' shape without
         `axis`, or probabilities / one-hot rows (float) of the logits' shape.

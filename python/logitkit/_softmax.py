@@ -63,8 +63,9 @@ def softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) -> F
     Parameters
     ----------
     x : array_like
-        Logits. float32 is computed in float32 and float64 in float64; float16 is computed
-        in float32 and returned as float16; integer and bool input is promoted to float64.
+        Logits. float32 is computed in float32 and float64 in float64; float16 and
+        bfloat16 (``ml_dtypes.bfloat16``) are widened to float32 element by element and
+        the result returned in their dtype; integer and bool input is promoted to float64.
         Any memory layout (C, Fortran, strided views) is read in place, without a copy.
     axis : int, optional
         Axis along which the probabilities sum to one. Default: the last.
