@@ -74,6 +74,11 @@ def _optional_import(name: str) -> tuple[Any, str | None]:
 logitkit, _LOGITKIT_MISSING = _optional_import("logitkit")
 torch, _TORCH_MISSING = _optional_import("torch")
 jax, _JAX_MISSING = _optional_import("jax")
+ml_dtypes, _ML_DTYPES_MISSING = _optional_import("ml_dtypes")  # NumPy's bfloat16
+
+# bfloat16 as NumPy spells it (None without ml_dtypes: its cases are then left out).
+BFLOAT16: type | None = ml_dtypes.bfloat16 if ml_dtypes is not None else None
+HALF_DTYPES = {np.dtype(np.float16)} | ({np.dtype(BFLOAT16)} if BFLOAT16 is not None else set())
 
 if torch is not None:
     import torch.nn.functional
@@ -99,38 +104,64 @@ MISSING = {
 # --------------------------------------------------------------------------- cases
 
 
+# The operations each input array is timed with (Case.ops).
+SOFTMAX_FAMILY = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "cross_entropy+grad")
+BINARY = ("sigmoid", "log_sigmoid", "binary_cross_entropy", "binary_cross_entropy+grad")
+DIVERGENCE = ("entropy", "kl_divergence", "kl_divergence+grad")
+HALF = ("softmax", "cross_entropy+grad")  # what float16 and bfloat16 arrays are timed with
+
+
 @dataclass(frozen=True)
 class Case:
-    """One input array: shape, dtype and the axis the operations reduce over."""
+    """One input array: shape, dtype, the axis the operations reduce over, and the
+    operations to time on it."""
 
     shape: tuple[int, ...]
     dtype: type = np.float32
     axis: int = -1
+    ops: tuple[str, ...] = SOFTMAX_FAMILY
 
     @property
     def shape_label(self) -> str:
         return "x".join(map(str, self.shape))
 
     @property
+    def dtype_name(self) -> str:
+        return np.dtype(self.dtype).name
+
+    @property
     def kind_label(self) -> str:
-        return f"{np.dtype(self.dtype).name}, axis {self.axis}"
+        return f"{self.dtype_name}, axis {self.axis}"
 
     def make_input(self) -> np.ndarray:
-        """Deterministic logits of a realistic spread (no underflow to subnormals)."""
+        """Deterministic logits of a realistic spread (no underflow to subnormals).
+
+        float16 and bfloat16 arrays are the float32 ones of the same shape, rounded.
+        """
         rng = np.random.default_rng(sum(self.shape))
-        x = rng.standard_normal(self.shape, dtype=self.dtype)
+        native = self.dtype in (np.float32, np.float64)
+        x = rng.standard_normal(self.shape, dtype=self.dtype if native else np.float32)
         x *= 3.0
-        return x
+        return x if native else x.astype(self.dtype)
 
 
 CASES = [
     Case((8192, 10)),
-    Case((4096, 1000)),
+    Case((4096, 1000), ops=SOFTMAX_FAMILY + BINARY + DIVERGENCE),
     Case((512, 32000)),
     Case((64, 128256)),  # an LLM vocabulary
     Case((16, 1048576)),
     Case((4096, 1000), np.float64),
     Case((1000, 4096), axis=0),  # a non-last axis: strided reduction
+    Case((4096, 80), ops=BINARY),  # multi-label: 80 classes (COCO)
+    # Half precision: stored in 16 bits, computed (by logitkit) in float32.
+    Case((4096, 1000), np.float16, ops=HALF),
+    Case((64, 128256), np.float16, ops=HALF),
+    *(
+        [Case((4096, 1000), BFLOAT16, ops=HALF), Case((64, 128256), BFLOAT16, ops=HALF)]
+        if BFLOAT16 is not None
+        else []
+    ),
 ]
 
 # The per-call overhead of tiny inputs, reported in microseconds per call:
@@ -147,7 +178,46 @@ Factory = Callable[[np.ndarray, int], Callable[[], Any]]
 
 
 class Skip(Exception):
-    """Raised by a factory that cannot run this case; the message says why."""
+    """Raised by a factory that cannot run this case; the message says why.
+
+    The row is listed as skipped, with a note. (An implementation whose first call
+    raises, such as one that does not take the dtype yet, is reported the same way.)
+    """
+
+
+class NotApplicable(Skip):
+    """Raised by a factory for a case its library has no natural way to compute (NumPy
+    on bfloat16): the row is left out of the table, with one note."""
+
+
+def numpy_dtypes(factory: Factory) -> Factory:
+    """A NumPy or SciPy factory, not run on bfloat16: NumPy has no bfloat16 arithmetic
+    of its own (ml_dtypes' loops round every step to bfloat16, sums included)."""
+
+    @functools.wraps(factory)
+    def wrapped(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        if BFLOAT16 is not None and x.dtype == BFLOAT16:
+            raise NotApplicable("no bfloat16 arithmetic in NumPy")
+        return factory(x, axis)
+
+    return wrapped
+
+
+def to_torch(x: np.ndarray) -> Any:
+    """The tensor on x's memory; bfloat16 (ml_dtypes) goes through its 16 bits."""
+    if BFLOAT16 is not None and x.dtype == BFLOAT16:
+        return torch.from_numpy(x.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(x)
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A result as a NumPy array: torch tensors (bfloat16 ones too), JAX arrays, scalars."""
+    if torch is not None and isinstance(value, torch.Tensor):
+        value = value.detach()
+        if value.dtype == torch.bfloat16 and BFLOAT16 is not None:
+            return value.view(torch.int16).numpy().view(BFLOAT16)
+        return value.numpy()
+    return np.asarray(value)
 
 
 def _reduced_shape(x: np.ndarray, axis: int, keepdims: bool = False) -> tuple[int, ...]:
@@ -288,7 +358,8 @@ def numpy_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
     positions = label_positions(labels, axis)
     n = labels.size
     grad = np.empty_like(x)
-    m = np.empty(_reduced_shape(x, axis, keepdims=True), x.dtype)
+    # Per-row values of float16 input in float32: a row's sum times N passes 65504.
+    m = np.empty(_reduced_shape(x, axis, keepdims=True), np.result_type(x.dtype, np.float32))
     s = np.empty_like(m)
     losses = np.empty_like(m)
 
@@ -304,7 +375,8 @@ def numpy_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
         np.reciprocal(s, out=s)
         np.multiply(grad, s, out=grad)  # softmax / N
         grad[positions] -= 1 / n  # - onehot / N
-        return losses.mean(), grad
+        loss = losses.mean()
+        return (loss if loss.dtype == x.dtype else loss.astype(x.dtype)), grad
 
     return run
 
@@ -319,7 +391,7 @@ def scipy_op(name: str) -> Factory:
 def torch_op(name: str) -> Factory:
     def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
         fn = getattr(torch, name)
-        t = torch.from_numpy(x)
+        t = to_torch(x)
         keep_all = name in ("softmax", "log_softmax")
         out = torch.empty(x.shape if keep_all else _reduced_shape(x, axis), dtype=t.dtype)
         return functools.partial(fn, t, axis, out=out)
@@ -330,13 +402,13 @@ def torch_op(name: str) -> Factory:
 # PyTorch's losses want the classes on dim 1 (for axis 0 that is a transposed, strided
 # view, which they take as it is) and int64 targets; no out= here.
 def torch_cross_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
-    t = torch.from_numpy(x).movedim(axis, 1)
+    t = to_torch(x).movedim(axis, 1)
     target = torch.from_numpy(class_labels(x, axis))
     return functools.partial(torch.nn.functional.cross_entropy, t, target)
 
 
 def torch_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
-    leaf = torch.from_numpy(x).requires_grad_()
+    leaf = to_torch(x).requires_grad_()
     target = torch.from_numpy(class_labels(x, axis))
 
     def run() -> tuple[Any, Any]:
@@ -378,8 +450,8 @@ def jax_cross_entropy(with_grad: bool) -> Factory:
 # (operation, implementation, factory): the rows of the table, in display order.
 IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
     ("softmax", "logitkit", logitkit_elementwise("softmax")),
-    ("softmax", "numpy", numpy_softmax),
-    ("softmax", "scipy", scipy_op("softmax")),
+    ("softmax", "numpy", numpy_dtypes(numpy_softmax)),
+    ("softmax", "scipy", numpy_dtypes(scipy_op("softmax"))),
     ("softmax", "torch", torch_op("softmax")),
     ("softmax", "jax", jax_op("nn.softmax")),
     ("log_softmax", "logitkit", logitkit_elementwise("log_softmax")),
@@ -397,7 +469,7 @@ IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
     ("cross_entropy", "torch", torch_cross_entropy),
     ("cross_entropy", "jax", jax_cross_entropy(with_grad=False)),
     ("cross_entropy+grad", "logitkit", logitkit_cross_entropy_grad),
-    ("cross_entropy+grad", "numpy", numpy_cross_entropy_grad),
+    ("cross_entropy+grad", "numpy", numpy_dtypes(numpy_cross_entropy_grad)),
     ("cross_entropy+grad", "torch", torch_cross_entropy_grad),
     ("cross_entropy+grad", "jax", jax_cross_entropy(with_grad=True)),
 ]
@@ -428,7 +500,14 @@ REFERENCES: dict[str, Callable[[np.ndarray, int], Any]] = {
 # Largest error allowed, relative to max(1, the largest |value| of the reference) (for a
 # (loss, gradient) pair, to each part's own largest |value|: see relative_error): a sanity
 # check that catches a wrong axis or formula, not an accuracy test (tests/ does that).
-TOLERANCES = {np.float32: 1e-5, np.float64: 1e-12}
+# Half precision: 2 ulp at 1 (float16 has eps 2**-10, bfloat16 2**-7), relative to the same
+# scale, of the float64 result of the half-precision input.
+TOLERANCES: dict[Any, float] = {
+    np.float32: 1e-5,
+    np.float64: 1e-12,
+    np.float16: 2 * 2.0**-10,
+    **({BFLOAT16: 2 * 2.0**-7} if BFLOAT16 is not None else {}),
+}
 
 
 # ------------------------------------------------------------------------- timing
@@ -503,6 +582,7 @@ class Row:
     seconds: float
     memcpy_seconds: float
     ok: bool = True  # result within TOLERANCES of the float64 reference
+    skipped: bool = False  # not run (see the notes): seconds is NaN
 
     @property
     def ratio(self) -> float:
@@ -520,10 +600,10 @@ def relative_error(result: Any, reference: Any, dtype: type, floor: float = 1.0)
             return math.inf
         parts = zip(result, reference, strict=True)
         return max(relative_error(got, ref, dtype, floor=0.0) for got, ref in parts)
-    got = np.asarray(result)
+    got = to_numpy(result)
     if got.dtype != np.dtype(dtype):
         return math.inf
-    error = np.max(np.abs(got.reshape(reference.shape) - reference))
+    error = np.max(np.abs(got.astype(np.float64).reshape(reference.shape) - reference))
     error /= max(floor, np.max(np.abs(reference)))
     return math.inf if math.isnan(error) else float(error)
 
@@ -535,25 +615,43 @@ def bench_case(
     notes: list[str],
     with_memcpy: bool = True,
 ) -> list[Row]:
-    """Check and time every (op, impl) of ``rows`` on one input array."""
+    """Check and time every (op, impl) of ``rows`` on one input array.
+
+    An implementation that cannot run the case (its factory raises Skip, or its first
+    call raises, e.g. for a dtype it does not take yet) gets a skipped row and a note;
+    one whose factory raises NotApplicable is left out, with a note.
+    """
     x = case.make_input()
     axis = case.axis
     references = {op: REFERENCES[op](x, axis) for op in dict.fromkeys(op for op, _, _ in rows)}
 
+    def add_note(note: str) -> None:
+        if note not in notes:
+            notes.append(note)
+
+    order: list[tuple[str, str]] = []  # the rows to report, timed or skipped
     fns: dict[tuple[str, str], Callable[[], Any]] = {}
     ok: dict[tuple[str, str], bool] = {}
     if with_memcpy:
+        order.append(("memcpy", "np.copyto"))
         fns["memcpy", "np.copyto"] = memcpy(x, axis)
         ok["memcpy", "np.copyto"] = True
     for op, impl, factory in rows:
         try:
             fn = factory(x, axis)
-        except Skip as why:
-            note = f"{impl}: skipped ({why})"
-            if note not in notes:
-                notes.append(note)
+            result = fn()
+        except NotApplicable as why:
+            add_note(f"{impl} on {case.dtype_name}: left out ({why})")
             continue
-        error = relative_error(fn(), references[op], case.dtype)
+        except Skip as why:
+            add_note(f"{op} {impl} on {case.dtype_name}: skipped ({why})")
+            order.append((op, impl))
+            continue
+        except Exception as exc:  # noqa: BLE001 - an unsupported input is a result too
+            add_note(f"{op} {impl} on {case.dtype_name}: not supported ({type(exc).__name__}: {exc})")
+            order.append((op, impl))
+            continue
+        error = relative_error(result, references[op], case.dtype)
         ok[op, impl] = error <= TOLERANCES[case.dtype]
         if not ok[op, impl]:
             scale = (
@@ -565,11 +663,17 @@ def bench_case(
                 f"{op} {impl} {case.shape_label} {case.kind_label}: error {error:.1e} "
                 f"> {TOLERANCES[case.dtype]:.0e} (relative to {scale}), marked !"
             )
+        order.append((op, impl))
         fns[op, impl] = fn
 
     seconds = time_interleaved(fns, settings)
     roof = seconds.get(("memcpy", "np.copyto"), math.nan)
-    return [Row(op, case, impl, s, roof, ok[op, impl]) for (op, impl), s in seconds.items()]
+    return [
+        Row(op, case, impl, seconds[op, impl], roof, ok[op, impl])
+        if (op, impl) in seconds
+        else Row(op, case, impl, math.nan, roof, ok=True, skipped=True)
+        for op, impl in order
+    ]
 
 
 # ------------------------------------------------------------------------ reports
@@ -633,12 +737,16 @@ def print_table(header: list[str], body: list[list[str]], markdown: bool, right:
         print(line(cells).rstrip())
 
 
+def ordered_ops(rows: list[Row]) -> list[str]:
+    """The operations of ``rows``: memcpy first, then in the order of IMPLEMENTATIONS."""
+    rank = {op: i for i, op in enumerate(dict.fromkeys(op for op, _, _ in IMPLEMENTATIONS))}
+    return sorted(dict.fromkeys(row.op for row in rows), key=lambda op: rank.get(op, -1))
+
+
 def print_results(rows: list[Row], markdown: bool) -> None:
     """One table, grouped by operation (memcpy first), then by case."""
-    ops = list(dict.fromkeys(row.op for row in rows))
-    ops.sort(key=lambda op: op != "memcpy")
     body = []
-    for op in ops:
+    for op in ordered_ops(rows):
         for row in (r for r in rows if r.op == op):
             mark = "" if row.ok else " !"
             body.append(
@@ -647,8 +755,8 @@ def print_results(rows: list[Row], markdown: bool) -> None:
                     row.case.shape_label,
                     row.case.kind_label,
                     row.impl + mark,
-                    format_ms(row.seconds),
-                    f"{row.ratio:.2f}",
+                    "skipped" if row.skipped else format_ms(row.seconds),
+                    "-" if row.skipped else f"{row.ratio:.2f}",
                 ]
             )
     print_table(
@@ -661,7 +769,9 @@ def print_latency(rows: list[Row], markdown: bool) -> None:
     columns = list(dict.fromkeys((row.op, row.case) for row in rows))
     impls = list(dict.fromkeys(row.impl for row in rows))
     cells = {
-        (row.impl, row.op, row.case): f"{row.seconds * 1e6:.2f}" + ("" if row.ok else " !")
+        (row.impl, row.op, row.case): "skipped"
+        if row.skipped
+        else f"{row.seconds * 1e6:.2f}" + ("" if row.ok else " !")
         for row in rows
     }
     kinds = ", ".join(dict.fromkeys(case.kind_label for _, case in columns))
@@ -695,6 +805,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     all_impls = list(dict.fromkeys(impl for _, impl, _ in IMPLEMENTATIONS))
     latency_cases = [case for _, case in LATENCIES]
     shapes = ", ".join(dict.fromkeys(c.shape_label for c in [*CASES, *latency_cases]))
+    all_dtypes = ["float32", "float64", "float16", "bfloat16"]
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -712,6 +823,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--impls", type=comma_list, default=all_impls, help=f"default: {','.join(all_impls)}"
     )
+    parser.add_argument(
+        "--dtypes",
+        type=comma_list,
+        default=all_dtypes,
+        help=f"default: {','.join(all_dtypes)} (bfloat16 needs ml_dtypes)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument(
         "--plot",
@@ -720,7 +837,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "pip install logitkit[bench])",
     )
     args = parser.parse_args(argv)
-    for name, chosen, known in [("--ops", args.ops, all_ops), ("--impls", args.impls, all_impls)]:
+    for name, chosen, known in [
+        ("--ops", args.ops, all_ops),
+        ("--impls", args.impls, all_impls),
+        ("--dtypes", args.dtypes, all_dtypes),
+    ]:
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             parser.error(f"{name}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
@@ -792,11 +913,17 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     def wanted(case: Case) -> bool:
-        return args.shapes is None or case.shape in args.shapes
+        shape_ok = args.shapes is None or case.shape in args.shapes
+        return shape_ok and case.dtype_name in args.dtypes
+
+    def rows_for(case: Case) -> list[tuple[str, str, Factory]]:
+        return [row for row in selected if row[0] in case.ops]
 
     notes = [
         f"{name}: skipped ({reason})" for name, reason in MISSING.items() if name in args.impls
     ]
+    if BFLOAT16 is None and "bfloat16" in args.dtypes:
+        notes.append(f"bfloat16: skipped (ml_dtypes: {_ML_DTYPES_MISSING})")
 
     for line in environment_lines():
         print(f"- {line}" if args.markdown else line)
@@ -808,15 +935,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows: list[Row] = []
     for case in filter(wanted, CASES):
+        if not rows_for(case):
+            continue
         print(f"timing {case.shape_label} {case.kind_label} ...", file=sys.stderr, flush=True)
-        rows += bench_case(case, selected, settings, notes)
+        rows += bench_case(case, rows_for(case), settings, notes)
     if rows:
         print_results(rows, args.markdown)
         print()
         print("x memcpy: time / time of np.copyto of the same array in the same run")
         print("(a one-pass softmax, or cross_entropy+grad, reads the array and writes one as")
-        print(" large, as a copy does: ~1.0 is the roof; logsumexp and cross_entropy only read")
-        print(" it). ! = result far from the float64 reference (see notes).")
+        print(" large, as a copy does: ~1.0 is the roof; logsumexp, cross_entropy and entropy")
+        print(" only read it; sigmoid and log_sigmoid copy; binary_cross_entropy and")
+        print(" kl_divergence read two such arrays (~1.0 too), and with +grad also write one")
+        print(" (~1.5)). ! = result far from the float64 reference (see notes).")
+        print("Half precision (float16, bfloat16): the memcpy is of the 16-bit array.")
 
     latency: list[Row] = []
     for op, case in LATENCIES:
