@@ -245,6 +245,12 @@ def label_positions(labels: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
     return tuple(index)
 
 
+def binary_targets(x: np.ndarray) -> np.ndarray:
+    """Float targets in [0, 1), one per logit, in x's dtype (deterministic, like class_labels)."""
+    rng = np.random.default_rng(sum(x.shape) + 2)
+    return rng.random(x.shape, dtype=np.float32).astype(x.dtype)
+
+
 # memcpy: the memory roof.
 def memcpy(x: np.ndarray, axis: int) -> Callable[[], Any]:
     dst = np.empty_like(x)
@@ -266,6 +272,28 @@ def logitkit_elementwise(name: str) -> Factory:
         return lambda: fn(x, axis, out=out)
 
     return factory
+
+
+def logitkit_pointwise(name: str) -> Factory:
+    """sigmoid and log_sigmoid: elementwise, no axis."""
+
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        fn = _logitkit_function(name)
+        out = np.empty_like(x)
+        return lambda: fn(x, out=out)
+
+    return factory
+
+
+def logitkit_binary_cross_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    fn = _logitkit_function("binary_cross_entropy")
+    return functools.partial(fn, x, binary_targets(x))
+
+
+def logitkit_binary_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    fn = _logitkit_function("binary_cross_entropy")
+    grad = np.empty_like(x)
+    return functools.partial(fn, x, binary_targets(x), return_grad=True, grad_out=grad)
 
 
 def logitkit_logsumexp(x: np.ndarray, axis: int) -> Callable[[], Any]:
@@ -387,6 +415,44 @@ def scipy_op(name: str) -> Factory:
     return lambda x, axis: functools.partial(fn, x, axis=axis)
 
 
+# SciPy's ufuncs take out=.
+def scipy_ufunc(name: str) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        fn = getattr(scipy.special, name)
+        out = np.empty_like(x)
+        return functools.partial(fn, x, out=out)
+
+    return factory
+
+
+# Binary cross-entropy with SciPy's log_expit and expit and NumPy arithmetic, buffers
+# allocated once: the loss is (1 - y) z - log(sigmoid(z)), the gradient sigmoid(z) - y.
+def scipy_binary_cross_entropy(with_grad: bool) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        y = binary_targets(x)
+        n = x.size
+        losses = np.empty_like(x)
+        tmp = np.empty_like(x)
+        grad = np.empty_like(x) if with_grad else None
+
+        def run() -> Any:
+            np.multiply(y, x, out=tmp)
+            np.subtract(x, tmp, out=tmp)  # (1 - y) z
+            scipy.special.log_expit(x, out=losses)
+            np.subtract(tmp, losses, out=losses)
+            loss = losses.mean()
+            if grad is None:
+                return loss
+            scipy.special.expit(x, out=grad)
+            np.subtract(grad, y, out=grad)
+            np.multiply(grad, x.dtype.type(1 / n), out=grad)
+            return loss, grad
+
+        return run
+
+    return factory
+
+
 # PyTorch on the same memory (from_numpy), with out= preallocated.
 def torch_op(name: str) -> Factory:
     def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
@@ -397,6 +463,45 @@ def torch_op(name: str) -> Factory:
         return functools.partial(fn, t, axis, out=out)
 
     return factory
+
+
+def torch_pointwise(name: str) -> Factory:
+    """torch.sigmoid, and log_sigmoid: torch.nn.functional.logsigmoid has no out=, the
+    function it calls (torch._C._nn.log_sigmoid) has; without it, the public one."""
+
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        t = to_torch(x)
+        if name == "sigmoid":
+            return functools.partial(torch.sigmoid, t, out=torch.empty_like(t))
+        raw = getattr(getattr(torch._C, "_nn", None), "log_sigmoid", None)
+        if raw is not None:
+            try:
+                out = torch.empty_like(t)
+                raw(t, out=out)
+                return functools.partial(raw, t, out=out)
+            except (TypeError, RuntimeError):
+                pass
+        return functools.partial(torch.nn.functional.logsigmoid, t)
+
+    return factory
+
+
+def torch_binary_cross_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    t, target = to_torch(x), to_torch(binary_targets(x))
+    return functools.partial(torch.nn.functional.binary_cross_entropy_with_logits, t, target)
+
+
+def torch_binary_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    leaf = to_torch(x).requires_grad_()
+    target = to_torch(binary_targets(x))
+
+    def run() -> tuple[Any, Any]:
+        leaf.grad = None
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(leaf, target)
+        loss.backward()
+        return loss.detach(), leaf.grad
+
+    return run
 
 
 # PyTorch's losses want the classes on dim 1 (for axis 0 that is a transposed, strided
@@ -447,6 +552,32 @@ def jax_cross_entropy(with_grad: bool) -> Factory:
     return factory
 
 
+def jax_pointwise(path: str) -> Factory:
+    """jax.nn.sigmoid and jax.nn.log_sigmoid (no axis)."""
+
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        compiled = jax.jit(operator.attrgetter(path)(jax))
+        xd = jax.device_put(x)
+        return lambda: compiled(xd).block_until_ready()
+
+    return factory
+
+
+def _jax_binary_cross_entropy(x: Any, y: Any) -> Any:
+    """optax.sigmoid_binary_cross_entropy, averaged."""
+    return jnp.mean(-y * jax.nn.log_sigmoid(x) - (1 - y) * jax.nn.log_sigmoid(-x))
+
+
+def jax_binary_cross_entropy(with_grad: bool) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        loss = _jax_binary_cross_entropy
+        compiled = jax.jit(jax.value_and_grad(loss) if with_grad else loss)
+        xd, yd = jax.device_put(x), jax.device_put(binary_targets(x))
+        return lambda: jax.block_until_ready(compiled(xd, yd))
+
+    return factory
+
+
 # (operation, implementation, factory): the rows of the table, in display order.
 IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
     ("softmax", "logitkit", logitkit_elementwise("softmax")),
@@ -472,6 +603,22 @@ IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
     ("cross_entropy+grad", "numpy", numpy_dtypes(numpy_cross_entropy_grad)),
     ("cross_entropy+grad", "torch", torch_cross_entropy_grad),
     ("cross_entropy+grad", "jax", jax_cross_entropy(with_grad=True)),
+    ("sigmoid", "logitkit", logitkit_pointwise("sigmoid")),
+    ("sigmoid", "scipy", numpy_dtypes(scipy_ufunc("expit"))),
+    ("sigmoid", "torch", torch_pointwise("sigmoid")),
+    ("sigmoid", "jax", jax_pointwise("nn.sigmoid")),
+    ("log_sigmoid", "logitkit", logitkit_pointwise("log_sigmoid")),
+    ("log_sigmoid", "scipy", numpy_dtypes(scipy_ufunc("log_expit"))),
+    ("log_sigmoid", "torch", torch_pointwise("log_sigmoid")),
+    ("log_sigmoid", "jax", jax_pointwise("nn.log_sigmoid")),
+    ("binary_cross_entropy", "logitkit", logitkit_binary_cross_entropy),
+    ("binary_cross_entropy", "scipy", numpy_dtypes(scipy_binary_cross_entropy(False))),
+    ("binary_cross_entropy", "torch", torch_binary_cross_entropy),
+    ("binary_cross_entropy", "jax", jax_binary_cross_entropy(with_grad=False)),
+    ("binary_cross_entropy+grad", "logitkit", logitkit_binary_cross_entropy_grad),
+    ("binary_cross_entropy+grad", "scipy", numpy_dtypes(scipy_binary_cross_entropy(True))),
+    ("binary_cross_entropy+grad", "torch", torch_binary_cross_entropy_grad),
+    ("binary_cross_entropy+grad", "jax", jax_binary_cross_entropy(with_grad=True)),
 ]
 
 def reference_cross_entropy(x: np.ndarray, axis: int, with_grad: bool = False) -> Any:
@@ -488,6 +635,15 @@ def reference_cross_entropy(x: np.ndarray, axis: int, with_grad: bool = False) -
     return loss, grad
 
 
+def reference_binary_cross_entropy(x: np.ndarray, axis: int, with_grad: bool = False) -> Any:
+    """Mean over all elements of log(1 + exp(z)) - y z; gradient (sigmoid(z) - y) / size."""
+    z, y = x.astype(np.float64), binary_targets(x).astype(np.float64)
+    loss = np.mean(np.logaddexp(0.0, z) - y * z)
+    if not with_grad:
+        return loss
+    return loss, (scipy.special.expit(z) - y) / z.size
+
+
 # Float64 references that every implementation's result is checked against.
 REFERENCES: dict[str, Callable[[np.ndarray, int], Any]] = {
     "softmax": lambda x, axis: scipy.special.softmax(x.astype(np.float64), axis=axis),
@@ -495,6 +651,10 @@ REFERENCES: dict[str, Callable[[np.ndarray, int], Any]] = {
     "logsumexp": lambda x, axis: scipy.special.logsumexp(x.astype(np.float64), axis=axis),
     "cross_entropy": reference_cross_entropy,
     "cross_entropy+grad": functools.partial(reference_cross_entropy, with_grad=True),
+    "sigmoid": lambda x, axis: scipy.special.expit(x.astype(np.float64)),
+    "log_sigmoid": lambda x, axis: scipy.special.log_expit(x.astype(np.float64)),
+    "binary_cross_entropy": reference_binary_cross_entropy,
+    "binary_cross_entropy+grad": functools.partial(reference_binary_cross_entropy, with_grad=True),
 }
 
 # Largest error allowed, relative to max(1, the largest |value| of the reference) (for a
