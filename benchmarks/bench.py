@@ -251,6 +251,14 @@ def binary_targets(x: np.ndarray) -> np.ndarray:
     return rng.random(x.shape, dtype=np.float32).astype(x.dtype)
 
 
+def target_logits(x: np.ndarray) -> np.ndarray:
+    """The logits of P, the target of kl_divergence(P, Q) where x holds Q's (deterministic)."""
+    rng = np.random.default_rng(sum(x.shape) + 3)
+    p = rng.standard_normal(x.shape, dtype=np.float32)
+    p *= 3.0
+    return p.astype(x.dtype)
+
+
 # memcpy: the memory roof.
 def memcpy(x: np.ndarray, axis: int) -> Callable[[], Any]:
     dst = np.empty_like(x)
@@ -294,6 +302,20 @@ def logitkit_binary_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[],
     fn = _logitkit_function("binary_cross_entropy")
     grad = np.empty_like(x)
     return functools.partial(fn, x, binary_targets(x), return_grad=True, grad_out=grad)
+
+
+def logitkit_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    return functools.partial(_logitkit_function("entropy"), x, axis=axis)
+
+
+# KL(P || Q) averaged over the rows (the distillation loss), differentiated in Q's logits.
+def logitkit_kl_divergence(with_grad: bool) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        fn = _logitkit_function("kl_divergence")
+        p = target_logits(x)
+        return functools.partial(fn, p, x, axis=axis, reduction="mean", return_grad=with_grad)
+
+    return factory
 
 
 def logitkit_logsumexp(x: np.ndarray, axis: int) -> Callable[[], Any]:
@@ -453,6 +475,29 @@ def scipy_binary_cross_entropy(with_grad: bool) -> Factory:
     return factory
 
 
+# scipy.stats.entropy of the probabilities: with one argument the entropy, with two
+# KL(P || Q) (it normalizes them again). No out=, no gradient.
+def scipy_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    import scipy.stats
+
+    def run() -> np.ndarray:
+        return scipy.stats.entropy(scipy.special.softmax(x, axis=axis), axis=axis)
+
+    return run
+
+
+def scipy_kl_divergence(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    import scipy.stats
+
+    p = target_logits(x)
+
+    def run() -> np.floating:
+        pk, qk = scipy.special.softmax(p, axis=axis), scipy.special.softmax(x, axis=axis)
+        return scipy.stats.entropy(pk, qk, axis=axis).mean()
+
+    return run
+
+
 # PyTorch on the same memory (from_numpy), with out= preallocated.
 def torch_op(name: str) -> Factory:
     def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
@@ -498,6 +543,40 @@ def torch_binary_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], An
     def run() -> tuple[Any, Any]:
         leaf.grad = None
         loss = torch.nn.functional.binary_cross_entropy_with_logits(leaf, target)
+        loss.backward()
+        return loss.detach(), leaf.grad
+
+    return run
+
+
+def torch_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    t = to_torch(x)
+
+    def run() -> Any:
+        return -(torch.softmax(t, axis) * torch.log_softmax(t, axis)).sum(axis)
+
+    return run
+
+
+def _torch_kl_divergence(p: Any, q: Any, axis: int) -> Any:
+    """kl_div(log Q, log P, log_target=True): KL(P || Q); "batchmean" divides the sum by
+    the rows (the classes moved last, the rest flattened), logitkit's reduction="mean"."""
+    p, q = p.movedim(axis, -1).flatten(0, -2), q.movedim(axis, -1).flatten(0, -2)
+    log_p, log_q = torch.log_softmax(p, -1), torch.log_softmax(q, -1)
+    return torch.nn.functional.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+
+
+def torch_kl_divergence(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    p, q = to_torch(target_logits(x)), to_torch(x)
+    return functools.partial(_torch_kl_divergence, p, q, axis)
+
+
+def torch_kl_divergence_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    p, leaf = to_torch(target_logits(x)), to_torch(x).requires_grad_()
+
+    def run() -> tuple[Any, Any]:
+        leaf.grad = None
+        loss = _torch_kl_divergence(p, leaf, axis)
         loss.backward()
         return loss.detach(), leaf.grad
 
@@ -578,6 +657,31 @@ def jax_binary_cross_entropy(with_grad: bool) -> Factory:
     return factory
 
 
+def jax_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    def entropy(z: Any) -> Any:
+        return -jnp.sum(jax.nn.softmax(z, axis) * jax.nn.log_softmax(z, axis), axis)
+
+    compiled = jax.jit(entropy)
+    xd = jax.device_put(x)
+    return lambda: compiled(xd).block_until_ready()
+
+
+def _jax_kl_divergence(q: Any, p: Any, axis: int) -> Any:
+    """optax.kl_divergence_with_log_targets(log Q, log P), averaged over the rows."""
+    log_p, log_q = jax.nn.log_softmax(p, axis), jax.nn.log_softmax(q, axis)
+    return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis))
+
+
+def jax_kl_divergence(with_grad: bool) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        loss = functools.partial(_jax_kl_divergence, axis=axis)
+        compiled = jax.jit(jax.value_and_grad(loss) if with_grad else loss)
+        qd, pd = jax.device_put(x), jax.device_put(target_logits(x))
+        return lambda: jax.block_until_ready(compiled(qd, pd))
+
+    return factory
+
+
 # (operation, implementation, factory): the rows of the table, in display order.
 IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
     ("softmax", "logitkit", logitkit_elementwise("softmax")),
@@ -619,6 +723,17 @@ IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
     ("binary_cross_entropy+grad", "scipy", numpy_dtypes(scipy_binary_cross_entropy(True))),
     ("binary_cross_entropy+grad", "torch", torch_binary_cross_entropy_grad),
     ("binary_cross_entropy+grad", "jax", jax_binary_cross_entropy(with_grad=True)),
+    ("entropy", "logitkit", logitkit_entropy),
+    ("entropy", "scipy", numpy_dtypes(scipy_entropy)),
+    ("entropy", "torch", torch_entropy),
+    ("entropy", "jax", jax_entropy),
+    ("kl_divergence", "logitkit", logitkit_kl_divergence(with_grad=False)),
+    ("kl_divergence", "scipy", numpy_dtypes(scipy_kl_divergence)),
+    ("kl_divergence", "torch", torch_kl_divergence),
+    ("kl_divergence", "jax", jax_kl_divergence(with_grad=False)),
+    ("kl_divergence+grad", "logitkit", logitkit_kl_divergence(with_grad=True)),
+    ("kl_divergence+grad", "torch", torch_kl_divergence_grad),
+    ("kl_divergence+grad", "jax", jax_kl_divergence(with_grad=True)),
 ]
 
 def reference_cross_entropy(x: np.ndarray, axis: int, with_grad: bool = False) -> Any:
@@ -644,6 +759,23 @@ def reference_binary_cross_entropy(x: np.ndarray, axis: int, with_grad: bool = F
     return loss, (scipy.special.expit(z) - y) / z.size
 
 
+def reference_entropy(x: np.ndarray, axis: int) -> np.ndarray:
+    log_p = scipy.special.log_softmax(x.astype(np.float64), axis=axis)
+    return -np.sum(np.exp(log_p) * log_p, axis=axis)
+
+
+def reference_kl_divergence(x: np.ndarray, axis: int, with_grad: bool = False) -> Any:
+    """KL(P || Q) of P = softmax(target_logits(x)) and Q = softmax(x), averaged over the
+    rows; with its gradient in x, (softmax(x) - softmax(p)) / rows."""
+    p, q = target_logits(x).astype(np.float64), x.astype(np.float64)
+    log_p = scipy.special.log_softmax(p, axis=axis)
+    log_q = scipy.special.log_softmax(q, axis=axis)
+    per_row = np.sum(np.exp(log_p) * (log_p - log_q), axis=axis)
+    if not with_grad:
+        return per_row.mean()
+    return per_row.mean(), (np.exp(log_q) - np.exp(log_p)) / per_row.size
+
+
 # Float64 references that every implementation's result is checked against.
 REFERENCES: dict[str, Callable[[np.ndarray, int], Any]] = {
     "softmax": lambda x, axis: scipy.special.softmax(x.astype(np.float64), axis=axis),
@@ -655,6 +787,9 @@ REFERENCES: dict[str, Callable[[np.ndarray, int], Any]] = {
     "log_sigmoid": lambda x, axis: scipy.special.log_expit(x.astype(np.float64)),
     "binary_cross_entropy": reference_binary_cross_entropy,
     "binary_cross_entropy+grad": functools.partial(reference_binary_cross_entropy, with_grad=True),
+    "entropy": reference_entropy,
+    "kl_divergence": reference_kl_divergence,
+    "kl_divergence+grad": functools.partial(reference_kl_divergence, with_grad=True),
 }
 
 # Largest error allowed, relative to max(1, the largest |value| of the reference) (for a
