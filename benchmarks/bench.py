@@ -816,10 +816,19 @@ class Settings:
     rounds: int  # interleaved rounds that time is split into
     warmup_s: float  # minimum warm-up per implementation (after the first call)
     min_sample_s: float  # tiny calls are batched until one sample takes this long
+    # A call so slow that one sample a round would take longer than max_s in all (NumPy's
+    # emulated float16 runs ~1 s a call) is sampled in fewer rounds, spread over the run,
+    # but in at least min_samples.
+    max_s: float
+    min_samples: int
 
 
-FULL = Settings(target_s=0.35, rounds=10, warmup_s=0.03, min_sample_s=2e-3)
-QUICK = Settings(target_s=0.05, rounds=3, warmup_s=0.005, min_sample_s=1e-3)
+FULL = Settings(
+    target_s=0.35, rounds=10, warmup_s=0.03, min_sample_s=2e-3, max_s=3.0, min_samples=3
+)
+QUICK = Settings(
+    target_s=0.05, rounds=3, warmup_s=0.005, min_sample_s=1e-3, max_s=0.15, min_samples=1
+)
 
 
 class Timer:
@@ -832,6 +841,10 @@ class Timer:
         self.batch = max(1, math.ceil(settings.min_sample_s / per_call))
         per_round = settings.target_s / settings.rounds
         self.samples_per_round = max(1, round(per_round / (per_call * self.batch)))
+        affordable = math.floor(settings.max_s / (per_call * self.batch * self.samples_per_round))
+        n = min(settings.rounds, max(settings.min_samples, affordable))
+        # n of the rounds, evenly spread (all of them unless the call is that slow)
+        self.rounds = {i * settings.rounds // n for i in range(n)}
 
     def _warm_up(self, warmup_s: float) -> float:
         """Run until warm (JIT, page faults, caches); return the seconds per call."""
@@ -844,7 +857,9 @@ class Timer:
             if elapsed >= warmup_s:
                 return elapsed / calls
 
-    def run_round(self) -> None:
+    def run_round(self, index: int) -> None:
+        if index not in self.rounds:
+            return
         fn, batch = self.fn, range(self.batch)
         for _ in range(self.samples_per_round):
             start = time.perf_counter()
@@ -860,9 +875,9 @@ class Timer:
 def time_interleaved(fns: dict[Any, Callable[[], Any]], settings: Settings) -> dict[Any, float]:
     """Median seconds per call of each callable, sampled in interleaved rounds."""
     timers = {key: Timer(fn, settings) for key, fn in fns.items()}
-    for _ in range(settings.rounds):
+    for index in range(settings.rounds):
         for timer in timers.values():
-            timer.run_round()
+            timer.run_round(index)
     return {key: timer.median for key, timer in timers.items()}
 
 
