@@ -969,10 +969,14 @@ def bench_case(
                 if isinstance(references[op], tuple)
                 else "max(1, largest |value|)"
             )
-            notes.append(
-                f"{op} {impl} {case.shape_label} {case.kind_label}: error {error:.1e} "
-                f"> {TOLERANCES[case.dtype]:.0e} (relative to {scale}), marked !"
+            parts = result if isinstance(result, tuple) else (result,)
+            got = ", ".join(str(to_numpy(part).dtype) for part in parts)
+            why = (
+                f"error {error:.1e} > {TOLERANCES[case.dtype]:.0e} (relative to {scale})"
+                if math.isfinite(error)
+                else f"a NaN, or a result of dtype {got} (not {case.dtype_name})"
             )
+            notes.append(f"{op} {impl} {case.shape_label} {case.kind_label}: {why}, marked !")
         order.append((op, impl))
         fns[op, impl] = fn
 
