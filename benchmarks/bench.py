@@ -8,7 +8,14 @@ softmax near 1.0x runs at memory speed; a reduction such as logsumexp only
 reads, so its floor is lower still.  The cross-entropy rows are the loss of
 integer class labels, mean over the samples: ``cross_entropy`` alone is a
 reduction, ``cross_entropy+grad`` (loss and gradient, a training step's work)
-reads the logits and writes a gradient as large, like softmax.  Absolute times
+reads the logits and writes a gradient as large, like softmax.  The rest of the
+family is timed on fewer arrays: sigmoid, log_sigmoid and binary_cross_entropy
+(float targets in [0, 1], mean over all elements) on 4096x1000 and 4096x80,
+entropy and kl_divergence (KL(P || Q) averaged over the rows, the gradient in
+Q's logits) on 4096x1000; softmax and cross_entropy+grad also on float16 and
+bfloat16 arrays (bfloat16 as ml_dtypes.bfloat16), checked against float64 of the
+half-precision values.  An implementation that rejects an input (a dtype it does
+not take yet) is listed as skipped, with the reason in a note.  Absolute times
 mean little on a shared machine: compare ratios.
 
 Method (see the "Performance method" of the design notes): one process, a
@@ -27,15 +34,20 @@ Examples::
     python benchmarks/bench.py --quick         # smoke run
     python benchmarks/bench.py --shapes 64x128256 --ops softmax --impls logitkit,numpy
     python benchmarks/bench.py --ops cross_entropy,cross_entropy+grad
+    python benchmarks/bench.py --dtypes float16,bfloat16 --impls logitkit,torch
     python benchmarks/bench.py --markdown      # table for the README
 
 To add a row, write a factory ``factory(x, axis) -> zero-argument callable``
 (allocate its outputs in the factory, not in the callable) and append
 ``(operation, implementation, factory)`` to ``IMPLEMENTATIONS``; a new
-operation also needs a float64 reference in ``REFERENCES``.  Loss rows take
-their labels from ``class_labels(x, axis)``, so that all of them, and the
-reference, see the same ones; an operation with a gradient returns
-``(loss, gradient)``, and so does its reference.
+operation also needs a float64 reference in ``REFERENCES``, and the arrays to
+run on name it in their ``Case.ops``.  Loss rows take their labels from
+``class_labels(x, axis)`` (binary targets from ``binary_targets(x)``, the other
+distribution of a divergence from ``target_logits(x)``), so that all of them,
+and the reference, see the same ones; an operation with a gradient returns
+``(loss, gradient)``, and so does its reference.  A factory raises ``Skip`` for
+a case it cannot run, ``NotApplicable`` for one its library has no natural
+way to compute.
 """
 
 from __future__ import annotations
@@ -1172,47 +1184,76 @@ PLOT_COLORS = {
 
 
 def plot(rows: list[Row], path: str) -> None:
-    """One panel per operation: for each shape, every implementation's time as a multiple
-    of memcpy of the same array (log scale), with the memcpy roof drawn at 1."""
+    """Panels of bars, two a line: one per operation, and one more per operation for its
+    half-precision (float16, bfloat16) arrays. In each, for every array, each
+    implementation's time as a multiple of memcpy of the same array (log scale), with the
+    memcpy roof drawn at 1; an implementation that did not run is marked "n/a"."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.lines
+    import matplotlib.patches
     import matplotlib.pyplot as plt
 
     rows = [row for row in rows if row.op != "memcpy"]  # memcpy itself is the roof line
-    ops = list(dict.fromkeys(row.op for row in rows))
+    panels: dict[tuple[str, bool], list[Row]] = {}
+    for op in ordered_ops(rows):
+        for half in (False, True):
+            panel = [r for r in rows if r.op == op and (np.dtype(r.case.dtype) in HALF_DTYPES) == half]
+            if panel:
+                panels[op, half] = panel
     impls = list(dict.fromkeys(row.impl for row in rows))
-    fig, axes = plt.subplots(len(ops), 1, figsize=(10, 2.8 * len(ops)), squeeze=False)
-    for ax, op in zip(axes[:, 0], ops):
-        op_rows = [row for row in rows if row.op == op]
-        cases = list(dict.fromkeys(row.case for row in op_rows))
-        width = 0.8 / max(1, len(impls))
-        for k, impl in enumerate(impls):
+    ncols = 2 if len(panels) > 1 else 1
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(8 * ncols, 2.8 * nrows + 0.8), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, ((op, half), panel) in zip(axes.flat, panels.items()):
+        cases = list(dict.fromkeys(row.case for row in panel))
+        panel_impls = [impl for impl in impls if any(row.impl == impl for row in panel)]
+        width = 0.8 / max(1, len(panel_impls))
+        for k, impl in enumerate(panel_impls):
             xs, ys = [], []
             for i, case in enumerate(cases):
-                for row in op_rows:
-                    if row.case == case and row.impl == impl:
-                        xs.append(i + (k - (len(impls) - 1) / 2) * width)
-                        ys.append(row.seconds / row.memcpy_seconds)
-            ax.bar(xs, ys, width, label=impl, color=PLOT_COLORS.get(impl))
-        ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="memcpy roof")
+                for row in panel:
+                    if row.case != case or row.impl != impl:
+                        continue
+                    x = i + (k - (len(panel_impls) - 1) / 2) * width
+                    if row.skipped:
+                        ax.text(x, 1.0, "n/a", rotation=90, ha="center", va="bottom", fontsize=7)
+                    else:
+                        xs.append(x)
+                        ys.append(row.ratio)
+            ax.bar(xs, ys, width, color=PLOT_COLORS.get(impl))
+        ax.axhline(1.0, color="black", linewidth=1, linestyle="--")
         ax.set_yscale("log")
         ax.set_ylabel("time / memcpy")
-        ax.set_title(op, loc="left", fontsize=11)
+        ax.set_title(op + (" (half precision)" if half else ""), loc="left", fontsize=11)
         labels = [
-            f"{c.shape_label}\n{np.dtype(c.dtype).name}"
-            + ("" if c.axis == -1 else f", axis {c.axis}")
+            f"{c.shape_label}\n{c.dtype_name}" + ("" if c.axis == -1 else f", axis {c.axis}")
             for c in cases
         ]
         ax.set_xticks(range(len(cases)), labels, fontsize=8)
+        ax.set_xlim(-0.5, max(len(cases), 4) - 0.5)  # bars as wide in every panel
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0, 0].legend(ncol=len(impls) + 1, fontsize=8, loc="upper right")
+    handles = [matplotlib.patches.Patch(color=PLOT_COLORS.get(impl), label=impl) for impl in impls]
+    handles.append(matplotlib.lines.Line2D([], [], color="black", linestyle="--", label="memcpy roof"))
+    height = fig.get_figheight()
     fig.suptitle(
         f"logitkit {logitkit.__version__} ({logitkit.capabilities()['active']}) on "
-        f"{cpu_model()}, one thread: lower is better",
+        f"{cpu_model()}, one thread: time / memcpy of the same array, lower is better",
         fontsize=11,
+        y=1 - 0.1 / height,
+        va="top",
     )
-    fig.tight_layout()
+    fig.legend(
+        handles=handles,
+        ncol=len(handles),
+        fontsize=9,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.4 / height),
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.8 / height))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
