@@ -970,7 +970,8 @@ def bench_case(
             order.append((op, impl))
             continue
         except Exception as exc:  # noqa: BLE001 - an unsupported input is a result too
-            add_note(f"{op} {impl} on {case.dtype_name}: not supported ({type(exc).__name__}: {exc})")
+            reason = f"{type(exc).__name__}: {exc}"
+            add_note(f"{op} {impl} on {case.dtype_name}: not supported ({reason})")
             order.append((op, impl))
             continue
         error = relative_error(result, references[op], case.dtype)
@@ -983,12 +984,12 @@ def bench_case(
             )
             parts = result if isinstance(result, tuple) else (result,)
             got = ", ".join(str(to_numpy(part).dtype) for part in parts)
-            why = (
+            problem = (
                 f"error {error:.1e} > {TOLERANCES[case.dtype]:.0e} (relative to {scale})"
                 if math.isfinite(error)
                 else f"a NaN, or a result of dtype {got} (not {case.dtype_name})"
             )
-            notes.append(f"{op} {impl} {case.shape_label} {case.kind_label}: {why}, marked !")
+            notes.append(f"{op} {impl} {case.shape_label} {case.kind_label}: {problem}, marked !")
         order.append((op, impl))
         fns[op, impl] = fn
 
@@ -1195,11 +1196,14 @@ def plot(rows: list[Row], path: str) -> None:
     import matplotlib.patches
     import matplotlib.pyplot as plt
 
+    def is_half(case: Case) -> bool:
+        return np.dtype(case.dtype) in HALF_DTYPES
+
     rows = [row for row in rows if row.op != "memcpy"]  # memcpy itself is the roof line
     panels: dict[tuple[str, bool], list[Row]] = {}
     for op in ordered_ops(rows):
         for half in (False, True):
-            panel = [r for r in rows if r.op == op and (np.dtype(r.case.dtype) in HALF_DTYPES) == half]
+            panel = [r for r in rows if r.op == op and is_half(r.case) == half]
             if panel:
                 panels[op, half] = panel
     impls = list(dict.fromkeys(row.impl for row in rows))
@@ -1236,8 +1240,11 @@ def plot(rows: list[Row], path: str) -> None:
         ax.set_xticks(range(len(cases)), labels, fontsize=8)
         ax.set_xlim(-0.5, max(len(cases), 4) - 0.5)  # bars as wide in every panel
         ax.grid(axis="y", which="both", alpha=0.3)
-    handles = [matplotlib.patches.Patch(color=PLOT_COLORS.get(impl), label=impl) for impl in impls]
-    handles.append(matplotlib.lines.Line2D([], [], color="black", linestyle="--", label="memcpy roof"))
+    handles: list[Any] = [
+        matplotlib.patches.Patch(color=PLOT_COLORS.get(impl), label=impl) for impl in impls
+    ]
+    roof = matplotlib.lines.Line2D([], [], color="black", linestyle="--", label="memcpy roof")
+    handles.append(roof)
     height = fig.get_figheight()
     fig.suptitle(
         f"logitkit {logitkit.__version__} ({logitkit.capabilities()['active']}) on "
