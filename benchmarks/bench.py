@@ -1310,7 +1310,8 @@ def main(argv: list[str] | None = None) -> int:
         print(" only read it; sigmoid and log_sigmoid copy; binary_cross_entropy and")
         print(" kl_divergence read two such arrays (~1.0 too), and with +grad also write one")
         print(" (~1.5)). ! = result far from the float64 reference (see notes).")
-        print("Half precision (float16, bfloat16): the memcpy is of the 16-bit array.")
+        if any(np.dtype(row.case.dtype) in HALF_DTYPES for row in rows):
+            print("Half precision (float16, bfloat16): the memcpy is of the 16-bit array.")
 
     latency: list[Row] = []
     for op, case in LATENCIES:
