@@ -1240,6 +1240,7 @@ def plot(rows: list[Row], path: str) -> None:
         ax.set_xticks(range(len(cases)), labels, fontsize=8)
         ax.set_xlim(-0.5, max(len(cases), 4) - 0.5)  # bars as wide in every panel
         ax.grid(axis="y", which="both", alpha=0.3)
+        ax.set_axisbelow(True)  # grid lines behind the bars
     handles: list[Any] = [
         matplotlib.patches.Patch(color=PLOT_COLORS.get(impl), label=impl) for impl in impls
     ]
