@@ -30,7 +30,7 @@ PyTorch and JAX are optional and run on one thread, like the others.
 
 Examples::
 
-    python benchmarks/bench.py                 # everything (about two minutes)
+    python benchmarks/bench.py                 # everything (about four minutes)
     python benchmarks/bench.py --quick         # smoke run
     python benchmarks/bench.py --shapes 64x128256 --ops softmax --impls logitkit,numpy
     python benchmarks/bench.py --ops cross_entropy,cross_entropy+grad
