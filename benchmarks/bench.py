@@ -8,7 +8,14 @@ softmax near 1.0x runs at memory speed; a reduction such as logsumexp only
 reads, so its floor is lower still.  The cross-entropy rows are the loss of
 integer class labels, mean over the samples: ``cross_entropy`` alone is a
 reduction, ``cross_entropy+grad`` (loss and gradient, a training step's work)
-reads the logits and writes a gradient as large, like softmax.  Absolute times
+reads the logits and writes a gradient as large, like softmax.  The rest of the
+family is timed on fewer arrays: sigmoid, log_sigmoid and binary_cross_entropy
+(float targets in [0, 1], mean over all elements) on 4096x1000 and 4096x80,
+entropy and kl_divergence (KL(P || Q) averaged over the rows, the gradient in
+Q's logits) on 4096x1000; softmax and cross_entropy+grad also on float16 and
+bfloat16 arrays (bfloat16 as ml_dtypes.bfloat16), checked against float64 of the
+half-precision values.  An implementation that rejects an input (a dtype it does
+not take yet) is listed as skipped, with the reason in a note.  Absolute times
 mean little on a shared machine: compare ratios.
 
 Method (see the "Performance method" of the design notes): one process, a
@@ -23,19 +30,24 @@ PyTorch and JAX are optional and run on one thread, like the others.
 
 Examples::
 
-    python benchmarks/bench.py                 # everything (about two minutes)
+    python benchmarks/bench.py                 # everything (about four minutes)
     python benchmarks/bench.py --quick         # smoke run
     python benchmarks/bench.py --shapes 64x128256 --ops softmax --impls logitkit,numpy
     python benchmarks/bench.py --ops cross_entropy,cross_entropy+grad
+    python benchmarks/bench.py --dtypes float16,bfloat16 --impls logitkit,torch
     python benchmarks/bench.py --markdown      # table for the README
 
 To add a row, write a factory ``factory(x, axis) -> zero-argument callable``
 (allocate its outputs in the factory, not in the callable) and append
 ``(operation, implementation, factory)`` to ``IMPLEMENTATIONS``; a new
-operation also needs a float64 reference in ``REFERENCES``.  Loss rows take
-their labels from ``class_labels(x, axis)``, so that all of them, and the
-reference, see the same ones; an operation with a gradient returns
-``(loss, gradient)``, and so does its reference.
+operation also needs a float64 reference in ``REFERENCES``, and the arrays to
+run on name it in their ``Case.ops``.  Loss rows take their labels from
+``class_labels(x, axis)`` (binary targets from ``binary_targets(x)``, the other
+distribution of a divergence from ``target_logits(x)``), so that all of them,
+and the reference, see the same ones; an operation with a gradient returns
+``(loss, gradient)``, and so does its reference.  A factory raises ``Skip`` for
+a case it cannot run, ``NotApplicable`` for one its library has no natural
+way to compute.
 """
 
 from __future__ import annotations
@@ -74,6 +86,11 @@ def _optional_import(name: str) -> tuple[Any, str | None]:
 logitkit, _LOGITKIT_MISSING = _optional_import("logitkit")
 torch, _TORCH_MISSING = _optional_import("torch")
 jax, _JAX_MISSING = _optional_import("jax")
+ml_dtypes, _ML_DTYPES_MISSING = _optional_import("ml_dtypes")  # NumPy's bfloat16
+
+# bfloat16 as NumPy spells it (None without ml_dtypes: its cases are then left out).
+BFLOAT16: type | None = ml_dtypes.bfloat16 if ml_dtypes is not None else None
+HALF_DTYPES = {np.dtype(np.float16)} | ({np.dtype(BFLOAT16)} if BFLOAT16 is not None else set())
 
 if torch is not None:
     import torch.nn.functional
@@ -99,38 +116,64 @@ MISSING = {
 # --------------------------------------------------------------------------- cases
 
 
+# The operations each input array is timed with (Case.ops).
+SOFTMAX_FAMILY = ("softmax", "log_softmax", "logsumexp", "cross_entropy", "cross_entropy+grad")
+BINARY = ("sigmoid", "log_sigmoid", "binary_cross_entropy", "binary_cross_entropy+grad")
+DIVERGENCE = ("entropy", "kl_divergence", "kl_divergence+grad")
+HALF = ("softmax", "cross_entropy+grad")  # what float16 and bfloat16 arrays are timed with
+
+
 @dataclass(frozen=True)
 class Case:
-    """One input array: shape, dtype and the axis the operations reduce over."""
+    """One input array: shape, dtype, the axis the operations reduce over, and the
+    operations to time on it."""
 
     shape: tuple[int, ...]
     dtype: type = np.float32
     axis: int = -1
+    ops: tuple[str, ...] = SOFTMAX_FAMILY
 
     @property
     def shape_label(self) -> str:
         return "x".join(map(str, self.shape))
 
     @property
+    def dtype_name(self) -> str:
+        return np.dtype(self.dtype).name
+
+    @property
     def kind_label(self) -> str:
-        return f"{np.dtype(self.dtype).name}, axis {self.axis}"
+        return f"{self.dtype_name}, axis {self.axis}"
 
     def make_input(self) -> np.ndarray:
-        """Deterministic logits of a realistic spread (no underflow to subnormals)."""
+        """Deterministic logits of a realistic spread (no underflow to subnormals).
+
+        float16 and bfloat16 arrays are the float32 ones of the same shape, rounded.
+        """
         rng = np.random.default_rng(sum(self.shape))
-        x = rng.standard_normal(self.shape, dtype=self.dtype)
+        native = self.dtype in (np.float32, np.float64)
+        x = rng.standard_normal(self.shape, dtype=self.dtype if native else np.float32)
         x *= 3.0
-        return x
+        return x if native else x.astype(self.dtype)
 
 
 CASES = [
     Case((8192, 10)),
-    Case((4096, 1000)),
+    Case((4096, 1000), ops=SOFTMAX_FAMILY + BINARY + DIVERGENCE),
     Case((512, 32000)),
     Case((64, 128256)),  # an LLM vocabulary
     Case((16, 1048576)),
     Case((4096, 1000), np.float64),
     Case((1000, 4096), axis=0),  # a non-last axis: strided reduction
+    Case((4096, 80), ops=BINARY),  # multi-label: 80 classes (COCO)
+    # Half precision: stored in 16 bits, computed (by logitkit) in float32.
+    Case((4096, 1000), np.float16, ops=HALF),
+    Case((64, 128256), np.float16, ops=HALF),
+    *(
+        [Case((4096, 1000), BFLOAT16, ops=HALF), Case((64, 128256), BFLOAT16, ops=HALF)]
+        if BFLOAT16 is not None
+        else []
+    ),
 ]
 
 # The per-call overhead of tiny inputs, reported in microseconds per call:
@@ -147,7 +190,46 @@ Factory = Callable[[np.ndarray, int], Callable[[], Any]]
 
 
 class Skip(Exception):
-    """Raised by a factory that cannot run this case; the message says why."""
+    """Raised by a factory that cannot run this case; the message says why.
+
+    The row is listed as skipped, with a note. (An implementation whose first call
+    raises, such as one that does not take the dtype yet, is reported the same way.)
+    """
+
+
+class NotApplicable(Skip):
+    """Raised by a factory for a case its library has no natural way to compute (NumPy
+    on bfloat16): the row is left out of the table, with one note."""
+
+
+def numpy_dtypes(factory: Factory) -> Factory:
+    """A NumPy or SciPy factory, not run on bfloat16: NumPy has no bfloat16 arithmetic
+    of its own (ml_dtypes' loops round every step to bfloat16, sums included)."""
+
+    @functools.wraps(factory)
+    def wrapped(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        if BFLOAT16 is not None and x.dtype == BFLOAT16:
+            raise NotApplicable("no bfloat16 arithmetic in NumPy")
+        return factory(x, axis)
+
+    return wrapped
+
+
+def to_torch(x: np.ndarray) -> Any:
+    """The tensor on x's memory; bfloat16 (ml_dtypes) goes through its 16 bits."""
+    if BFLOAT16 is not None and x.dtype == BFLOAT16:
+        return torch.from_numpy(x.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(x)
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A result as a NumPy array: torch tensors (bfloat16 ones too), JAX arrays, scalars."""
+    if torch is not None and isinstance(value, torch.Tensor):
+        value = value.detach()
+        if value.dtype == torch.bfloat16 and BFLOAT16 is not None:
+            return value.view(torch.int16).numpy().view(BFLOAT16)
+        return value.numpy()
+    return np.asarray(value)
 
 
 def _reduced_shape(x: np.ndarray, axis: int, keepdims: bool = False) -> tuple[int, ...]:
@@ -175,6 +257,20 @@ def label_positions(labels: np.ndarray, axis: int) -> tuple[np.ndarray, ...]:
     return tuple(index)
 
 
+def binary_targets(x: np.ndarray) -> np.ndarray:
+    """Float targets in [0, 1), one per logit, in x's dtype (deterministic, like class_labels)."""
+    rng = np.random.default_rng(sum(x.shape) + 2)
+    return rng.random(x.shape, dtype=np.float32).astype(x.dtype)
+
+
+def target_logits(x: np.ndarray) -> np.ndarray:
+    """The logits of P, the target of kl_divergence(P, Q) where x holds Q's (deterministic)."""
+    rng = np.random.default_rng(sum(x.shape) + 3)
+    p = rng.standard_normal(x.shape, dtype=np.float32)
+    p *= 3.0
+    return p.astype(x.dtype)
+
+
 # memcpy: the memory roof.
 def memcpy(x: np.ndarray, axis: int) -> Callable[[], Any]:
     dst = np.empty_like(x)
@@ -194,6 +290,42 @@ def logitkit_elementwise(name: str) -> Factory:
         fn = _logitkit_function(name)
         out = np.empty_like(x)
         return lambda: fn(x, axis, out=out)
+
+    return factory
+
+
+def logitkit_pointwise(name: str) -> Factory:
+    """sigmoid and log_sigmoid: elementwise, no axis."""
+
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        fn = _logitkit_function(name)
+        out = np.empty_like(x)
+        return lambda: fn(x, out=out)
+
+    return factory
+
+
+def logitkit_binary_cross_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    fn = _logitkit_function("binary_cross_entropy")
+    return functools.partial(fn, x, binary_targets(x))
+
+
+def logitkit_binary_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    fn = _logitkit_function("binary_cross_entropy")
+    grad = np.empty_like(x)
+    return functools.partial(fn, x, binary_targets(x), return_grad=True, grad_out=grad)
+
+
+def logitkit_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    return functools.partial(_logitkit_function("entropy"), x, axis=axis)
+
+
+# KL(P || Q) averaged over the rows (the distillation loss), differentiated in Q's logits.
+def logitkit_kl_divergence(with_grad: bool) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        fn = _logitkit_function("kl_divergence")
+        p = target_logits(x)
+        return functools.partial(fn, p, x, axis=axis, reduction="mean", return_grad=with_grad)
 
     return factory
 
@@ -288,7 +420,8 @@ def numpy_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
     positions = label_positions(labels, axis)
     n = labels.size
     grad = np.empty_like(x)
-    m = np.empty(_reduced_shape(x, axis, keepdims=True), x.dtype)
+    # Per-row values of float16 input in float32: a row's sum times N passes 65504.
+    m = np.empty(_reduced_shape(x, axis, keepdims=True), np.result_type(x.dtype, np.float32))
     s = np.empty_like(m)
     losses = np.empty_like(m)
 
@@ -304,7 +437,8 @@ def numpy_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
         np.reciprocal(s, out=s)
         np.multiply(grad, s, out=grad)  # softmax / N
         grad[positions] -= 1 / n  # - onehot / N
-        return losses.mean(), grad
+        loss = losses.mean()
+        return (loss if loss.dtype == x.dtype else loss.astype(x.dtype)), grad
 
     return run
 
@@ -315,11 +449,72 @@ def scipy_op(name: str) -> Factory:
     return lambda x, axis: functools.partial(fn, x, axis=axis)
 
 
+# SciPy's ufuncs take out=.
+def scipy_ufunc(name: str) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        fn = getattr(scipy.special, name)
+        out = np.empty_like(x)
+        return functools.partial(fn, x, out=out)
+
+    return factory
+
+
+# Binary cross-entropy with SciPy's log_expit and expit and NumPy arithmetic, buffers
+# allocated once: the loss is (1 - y) z - log(sigmoid(z)), the gradient sigmoid(z) - y.
+def scipy_binary_cross_entropy(with_grad: bool) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        y = binary_targets(x)
+        n = x.size
+        losses = np.empty_like(x)
+        tmp = np.empty_like(x)
+        grad = np.empty_like(x) if with_grad else None
+
+        def run() -> Any:
+            np.multiply(y, x, out=tmp)
+            np.subtract(x, tmp, out=tmp)  # (1 - y) z
+            scipy.special.log_expit(x, out=losses)
+            np.subtract(tmp, losses, out=losses)
+            loss = losses.mean()
+            if grad is None:
+                return loss
+            scipy.special.expit(x, out=grad)
+            np.subtract(grad, y, out=grad)
+            np.multiply(grad, x.dtype.type(1 / n), out=grad)
+            return loss, grad
+
+        return run
+
+    return factory
+
+
+# scipy.stats.entropy of the probabilities: with one argument the entropy, with two
+# KL(P || Q) (it normalizes them again). No out=, no gradient.
+def scipy_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    import scipy.stats
+
+    def run() -> np.ndarray:
+        return scipy.stats.entropy(scipy.special.softmax(x, axis=axis), axis=axis)
+
+    return run
+
+
+def scipy_kl_divergence(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    import scipy.stats
+
+    p = target_logits(x)
+
+    def run() -> np.floating:
+        pk, qk = scipy.special.softmax(p, axis=axis), scipy.special.softmax(x, axis=axis)
+        return scipy.stats.entropy(pk, qk, axis=axis).mean()
+
+    return run
+
+
 # PyTorch on the same memory (from_numpy), with out= preallocated.
 def torch_op(name: str) -> Factory:
     def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
         fn = getattr(torch, name)
-        t = torch.from_numpy(x)
+        t = to_torch(x)
         keep_all = name in ("softmax", "log_softmax")
         out = torch.empty(x.shape if keep_all else _reduced_shape(x, axis), dtype=t.dtype)
         return functools.partial(fn, t, axis, out=out)
@@ -327,16 +522,89 @@ def torch_op(name: str) -> Factory:
     return factory
 
 
+def torch_pointwise(name: str) -> Factory:
+    """torch.sigmoid, and log_sigmoid: torch.nn.functional.logsigmoid has no out=, the
+    function it calls (torch._C._nn.log_sigmoid) has; without it, the public one."""
+
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        t = to_torch(x)
+        if name == "sigmoid":
+            return functools.partial(torch.sigmoid, t, out=torch.empty_like(t))
+        raw = getattr(getattr(torch._C, "_nn", None), "log_sigmoid", None)
+        if raw is not None:
+            try:
+                out = torch.empty_like(t)
+                raw(t, out=out)
+                return functools.partial(raw, t, out=out)
+            except (TypeError, RuntimeError):
+                pass
+        return functools.partial(torch.nn.functional.logsigmoid, t)
+
+    return factory
+
+
+def torch_binary_cross_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    t, target = to_torch(x), to_torch(binary_targets(x))
+    return functools.partial(torch.nn.functional.binary_cross_entropy_with_logits, t, target)
+
+
+def torch_binary_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    leaf = to_torch(x).requires_grad_()
+    target = to_torch(binary_targets(x))
+
+    def run() -> tuple[Any, Any]:
+        leaf.grad = None
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(leaf, target)
+        loss.backward()
+        return loss.detach(), leaf.grad
+
+    return run
+
+
+def torch_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    t = to_torch(x)
+
+    def run() -> Any:
+        return -(torch.softmax(t, axis) * torch.log_softmax(t, axis)).sum(axis)
+
+    return run
+
+
+def _torch_kl_divergence(p: Any, q: Any, axis: int) -> Any:
+    """kl_div(log Q, log P, log_target=True): KL(P || Q); "batchmean" divides the sum by
+    the rows (the classes moved last, the rest flattened), logitkit's reduction="mean"."""
+    p, q = p.movedim(axis, -1).flatten(0, -2), q.movedim(axis, -1).flatten(0, -2)
+    log_p, log_q = torch.log_softmax(p, -1), torch.log_softmax(q, -1)
+    return torch.nn.functional.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+
+
+def torch_kl_divergence(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    p, q = to_torch(target_logits(x)), to_torch(x)
+    return functools.partial(_torch_kl_divergence, p, q, axis)
+
+
+def torch_kl_divergence_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    p, leaf = to_torch(target_logits(x)), to_torch(x).requires_grad_()
+
+    def run() -> tuple[Any, Any]:
+        leaf.grad = None
+        loss = _torch_kl_divergence(p, leaf, axis)
+        loss.backward()
+        return loss.detach(), leaf.grad
+
+    return run
+
+
 # PyTorch's losses want the classes on dim 1 (for axis 0 that is a transposed, strided
 # view, which they take as it is) and int64 targets; no out= here.
 def torch_cross_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
-    t = torch.from_numpy(x).movedim(axis, 1)
+    t = to_torch(x).movedim(axis, 1)
     target = torch.from_numpy(class_labels(x, axis))
     return functools.partial(torch.nn.functional.cross_entropy, t, target)
 
 
 def torch_cross_entropy_grad(x: np.ndarray, axis: int) -> Callable[[], Any]:
-    leaf = torch.from_numpy(x).requires_grad_()
+    leaf = to_torch(x).requires_grad_()
     target = torch.from_numpy(class_labels(x, axis))
 
     def run() -> tuple[Any, Any]:
@@ -375,11 +643,62 @@ def jax_cross_entropy(with_grad: bool) -> Factory:
     return factory
 
 
+def jax_pointwise(path: str) -> Factory:
+    """jax.nn.sigmoid and jax.nn.log_sigmoid (no axis)."""
+
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        compiled = jax.jit(operator.attrgetter(path)(jax))
+        xd = jax.device_put(x)
+        return lambda: compiled(xd).block_until_ready()
+
+    return factory
+
+
+def _jax_binary_cross_entropy(x: Any, y: Any) -> Any:
+    """optax.sigmoid_binary_cross_entropy, averaged."""
+    return jnp.mean(-y * jax.nn.log_sigmoid(x) - (1 - y) * jax.nn.log_sigmoid(-x))
+
+
+def jax_binary_cross_entropy(with_grad: bool) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        loss = _jax_binary_cross_entropy
+        compiled = jax.jit(jax.value_and_grad(loss) if with_grad else loss)
+        xd, yd = jax.device_put(x), jax.device_put(binary_targets(x))
+        return lambda: jax.block_until_ready(compiled(xd, yd))
+
+    return factory
+
+
+def jax_entropy(x: np.ndarray, axis: int) -> Callable[[], Any]:
+    def entropy(z: Any) -> Any:
+        return -jnp.sum(jax.nn.softmax(z, axis) * jax.nn.log_softmax(z, axis), axis)
+
+    compiled = jax.jit(entropy)
+    xd = jax.device_put(x)
+    return lambda: compiled(xd).block_until_ready()
+
+
+def _jax_kl_divergence(q: Any, p: Any, axis: int) -> Any:
+    """optax.kl_divergence_with_log_targets(log Q, log P), averaged over the rows."""
+    log_p, log_q = jax.nn.log_softmax(p, axis), jax.nn.log_softmax(q, axis)
+    return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis))
+
+
+def jax_kl_divergence(with_grad: bool) -> Factory:
+    def factory(x: np.ndarray, axis: int) -> Callable[[], Any]:
+        loss = functools.partial(_jax_kl_divergence, axis=axis)
+        compiled = jax.jit(jax.value_and_grad(loss) if with_grad else loss)
+        qd, pd = jax.device_put(x), jax.device_put(target_logits(x))
+        return lambda: jax.block_until_ready(compiled(qd, pd))
+
+    return factory
+
+
 # (operation, implementation, factory): the rows of the table, in display order.
 IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
     ("softmax", "logitkit", logitkit_elementwise("softmax")),
-    ("softmax", "numpy", numpy_softmax),
-    ("softmax", "scipy", scipy_op("softmax")),
+    ("softmax", "numpy", numpy_dtypes(numpy_softmax)),
+    ("softmax", "scipy", numpy_dtypes(scipy_op("softmax"))),
     ("softmax", "torch", torch_op("softmax")),
     ("softmax", "jax", jax_op("nn.softmax")),
     ("log_softmax", "logitkit", logitkit_elementwise("log_softmax")),
@@ -397,9 +716,36 @@ IMPLEMENTATIONS: list[tuple[str, str, Factory]] = [
     ("cross_entropy", "torch", torch_cross_entropy),
     ("cross_entropy", "jax", jax_cross_entropy(with_grad=False)),
     ("cross_entropy+grad", "logitkit", logitkit_cross_entropy_grad),
-    ("cross_entropy+grad", "numpy", numpy_cross_entropy_grad),
+    ("cross_entropy+grad", "numpy", numpy_dtypes(numpy_cross_entropy_grad)),
     ("cross_entropy+grad", "torch", torch_cross_entropy_grad),
     ("cross_entropy+grad", "jax", jax_cross_entropy(with_grad=True)),
+    ("sigmoid", "logitkit", logitkit_pointwise("sigmoid")),
+    ("sigmoid", "scipy", numpy_dtypes(scipy_ufunc("expit"))),
+    ("sigmoid", "torch", torch_pointwise("sigmoid")),
+    ("sigmoid", "jax", jax_pointwise("nn.sigmoid")),
+    ("log_sigmoid", "logitkit", logitkit_pointwise("log_sigmoid")),
+    ("log_sigmoid", "scipy", numpy_dtypes(scipy_ufunc("log_expit"))),
+    ("log_sigmoid", "torch", torch_pointwise("log_sigmoid")),
+    ("log_sigmoid", "jax", jax_pointwise("nn.log_sigmoid")),
+    ("binary_cross_entropy", "logitkit", logitkit_binary_cross_entropy),
+    ("binary_cross_entropy", "scipy", numpy_dtypes(scipy_binary_cross_entropy(False))),
+    ("binary_cross_entropy", "torch", torch_binary_cross_entropy),
+    ("binary_cross_entropy", "jax", jax_binary_cross_entropy(with_grad=False)),
+    ("binary_cross_entropy+grad", "logitkit", logitkit_binary_cross_entropy_grad),
+    ("binary_cross_entropy+grad", "scipy", numpy_dtypes(scipy_binary_cross_entropy(True))),
+    ("binary_cross_entropy+grad", "torch", torch_binary_cross_entropy_grad),
+    ("binary_cross_entropy+grad", "jax", jax_binary_cross_entropy(with_grad=True)),
+    ("entropy", "logitkit", logitkit_entropy),
+    ("entropy", "scipy", numpy_dtypes(scipy_entropy)),
+    ("entropy", "torch", torch_entropy),
+    ("entropy", "jax", jax_entropy),
+    ("kl_divergence", "logitkit", logitkit_kl_divergence(with_grad=False)),
+    ("kl_divergence", "scipy", numpy_dtypes(scipy_kl_divergence)),
+    ("kl_divergence", "torch", torch_kl_divergence),
+    ("kl_divergence", "jax", jax_kl_divergence(with_grad=False)),
+    ("kl_divergence+grad", "logitkit", logitkit_kl_divergence(with_grad=True)),
+    ("kl_divergence+grad", "torch", torch_kl_divergence_grad),
+    ("kl_divergence+grad", "jax", jax_kl_divergence(with_grad=True)),
 ]
 
 def reference_cross_entropy(x: np.ndarray, axis: int, with_grad: bool = False) -> Any:
@@ -416,6 +762,32 @@ def reference_cross_entropy(x: np.ndarray, axis: int, with_grad: bool = False) -
     return loss, grad
 
 
+def reference_binary_cross_entropy(x: np.ndarray, axis: int, with_grad: bool = False) -> Any:
+    """Mean over all elements of log(1 + exp(z)) - y z; gradient (sigmoid(z) - y) / size."""
+    z, y = x.astype(np.float64), binary_targets(x).astype(np.float64)
+    loss = np.mean(np.logaddexp(0.0, z) - y * z)
+    if not with_grad:
+        return loss
+    return loss, (scipy.special.expit(z) - y) / z.size
+
+
+def reference_entropy(x: np.ndarray, axis: int) -> np.ndarray:
+    log_p = scipy.special.log_softmax(x.astype(np.float64), axis=axis)
+    return -np.sum(np.exp(log_p) * log_p, axis=axis)
+
+
+def reference_kl_divergence(x: np.ndarray, axis: int, with_grad: bool = False) -> Any:
+    """KL(P || Q) of P = softmax(target_logits(x)) and Q = softmax(x), averaged over the
+    rows; with its gradient in x, (softmax(x) - softmax(p)) / rows."""
+    p, q = target_logits(x).astype(np.float64), x.astype(np.float64)
+    log_p = scipy.special.log_softmax(p, axis=axis)
+    log_q = scipy.special.log_softmax(q, axis=axis)
+    per_row = np.sum(np.exp(log_p) * (log_p - log_q), axis=axis)
+    if not with_grad:
+        return per_row.mean()
+    return per_row.mean(), (np.exp(log_q) - np.exp(log_p)) / per_row.size
+
+
 # Float64 references that every implementation's result is checked against.
 REFERENCES: dict[str, Callable[[np.ndarray, int], Any]] = {
     "softmax": lambda x, axis: scipy.special.softmax(x.astype(np.float64), axis=axis),
@@ -423,12 +795,26 @@ REFERENCES: dict[str, Callable[[np.ndarray, int], Any]] = {
     "logsumexp": lambda x, axis: scipy.special.logsumexp(x.astype(np.float64), axis=axis),
     "cross_entropy": reference_cross_entropy,
     "cross_entropy+grad": functools.partial(reference_cross_entropy, with_grad=True),
+    "sigmoid": lambda x, axis: scipy.special.expit(x.astype(np.float64)),
+    "log_sigmoid": lambda x, axis: scipy.special.log_expit(x.astype(np.float64)),
+    "binary_cross_entropy": reference_binary_cross_entropy,
+    "binary_cross_entropy+grad": functools.partial(reference_binary_cross_entropy, with_grad=True),
+    "entropy": reference_entropy,
+    "kl_divergence": reference_kl_divergence,
+    "kl_divergence+grad": functools.partial(reference_kl_divergence, with_grad=True),
 }
 
 # Largest error allowed, relative to max(1, the largest |value| of the reference) (for a
 # (loss, gradient) pair, to each part's own largest |value|: see relative_error): a sanity
 # check that catches a wrong axis or formula, not an accuracy test (tests/ does that).
-TOLERANCES = {np.float32: 1e-5, np.float64: 1e-12}
+# Half precision: 2 ulp at 1 (float16 has eps 2**-10, bfloat16 2**-7), relative to the same
+# scale, of the float64 result of the half-precision input.
+TOLERANCES: dict[Any, float] = {
+    np.float32: 1e-5,
+    np.float64: 1e-12,
+    np.float16: 2 * 2.0**-10,
+    **({BFLOAT16: 2 * 2.0**-7} if BFLOAT16 is not None else {}),
+}
 
 
 # ------------------------------------------------------------------------- timing
@@ -442,10 +828,19 @@ class Settings:
     rounds: int  # interleaved rounds that time is split into
     warmup_s: float  # minimum warm-up per implementation (after the first call)
     min_sample_s: float  # tiny calls are batched until one sample takes this long
+    # A call so slow that one sample a round would take longer than max_s in all (NumPy's
+    # emulated float16 runs ~1 s a call) is sampled in fewer rounds, spread over the run,
+    # but in at least min_samples.
+    max_s: float
+    min_samples: int
 
 
-FULL = Settings(target_s=0.35, rounds=10, warmup_s=0.03, min_sample_s=2e-3)
-QUICK = Settings(target_s=0.05, rounds=3, warmup_s=0.005, min_sample_s=1e-3)
+FULL = Settings(
+    target_s=0.35, rounds=10, warmup_s=0.03, min_sample_s=2e-3, max_s=3.0, min_samples=3
+)
+QUICK = Settings(
+    target_s=0.05, rounds=3, warmup_s=0.005, min_sample_s=1e-3, max_s=0.15, min_samples=1
+)
 
 
 class Timer:
@@ -458,6 +853,10 @@ class Timer:
         self.batch = max(1, math.ceil(settings.min_sample_s / per_call))
         per_round = settings.target_s / settings.rounds
         self.samples_per_round = max(1, round(per_round / (per_call * self.batch)))
+        affordable = math.floor(settings.max_s / (per_call * self.batch * self.samples_per_round))
+        n = min(settings.rounds, max(settings.min_samples, affordable))
+        # n of the rounds, evenly spread (all of them unless the call is that slow)
+        self.rounds = {i * settings.rounds // n for i in range(n)}
 
     def _warm_up(self, warmup_s: float) -> float:
         """Run until warm (JIT, page faults, caches); return the seconds per call."""
@@ -470,7 +869,9 @@ class Timer:
             if elapsed >= warmup_s:
                 return elapsed / calls
 
-    def run_round(self) -> None:
+    def run_round(self, index: int) -> None:
+        if index not in self.rounds:
+            return
         fn, batch = self.fn, range(self.batch)
         for _ in range(self.samples_per_round):
             start = time.perf_counter()
@@ -486,9 +887,9 @@ class Timer:
 def time_interleaved(fns: dict[Any, Callable[[], Any]], settings: Settings) -> dict[Any, float]:
     """Median seconds per call of each callable, sampled in interleaved rounds."""
     timers = {key: Timer(fn, settings) for key, fn in fns.items()}
-    for _ in range(settings.rounds):
+    for index in range(settings.rounds):
         for timer in timers.values():
-            timer.run_round()
+            timer.run_round(index)
     return {key: timer.median for key, timer in timers.items()}
 
 
@@ -503,6 +904,7 @@ class Row:
     seconds: float
     memcpy_seconds: float
     ok: bool = True  # result within TOLERANCES of the float64 reference
+    skipped: bool = False  # not run (see the notes): seconds is NaN
 
     @property
     def ratio(self) -> float:
@@ -520,10 +922,10 @@ def relative_error(result: Any, reference: Any, dtype: type, floor: float = 1.0)
             return math.inf
         parts = zip(result, reference, strict=True)
         return max(relative_error(got, ref, dtype, floor=0.0) for got, ref in parts)
-    got = np.asarray(result)
+    got = to_numpy(result)
     if got.dtype != np.dtype(dtype):
         return math.inf
-    error = np.max(np.abs(got.reshape(reference.shape) - reference))
+    error = np.max(np.abs(got.astype(np.float64).reshape(reference.shape) - reference))
     error /= max(floor, np.max(np.abs(reference)))
     return math.inf if math.isnan(error) else float(error)
 
@@ -535,25 +937,44 @@ def bench_case(
     notes: list[str],
     with_memcpy: bool = True,
 ) -> list[Row]:
-    """Check and time every (op, impl) of ``rows`` on one input array."""
+    """Check and time every (op, impl) of ``rows`` on one input array.
+
+    An implementation that cannot run the case (its factory raises Skip, or its first
+    call raises, e.g. for a dtype it does not take yet) gets a skipped row and a note;
+    one whose factory raises NotApplicable is left out, with a note.
+    """
     x = case.make_input()
     axis = case.axis
     references = {op: REFERENCES[op](x, axis) for op in dict.fromkeys(op for op, _, _ in rows)}
 
+    def add_note(note: str) -> None:
+        if note not in notes:
+            notes.append(note)
+
+    order: list[tuple[str, str]] = []  # the rows to report, timed or skipped
     fns: dict[tuple[str, str], Callable[[], Any]] = {}
     ok: dict[tuple[str, str], bool] = {}
     if with_memcpy:
+        order.append(("memcpy", "np.copyto"))
         fns["memcpy", "np.copyto"] = memcpy(x, axis)
         ok["memcpy", "np.copyto"] = True
     for op, impl, factory in rows:
         try:
             fn = factory(x, axis)
-        except Skip as why:
-            note = f"{impl}: skipped ({why})"
-            if note not in notes:
-                notes.append(note)
+            result = fn()
+        except NotApplicable as why:
+            add_note(f"{impl} on {case.dtype_name}: left out ({why})")
             continue
-        error = relative_error(fn(), references[op], case.dtype)
+        except Skip as why:
+            add_note(f"{op} {impl} on {case.dtype_name}: skipped ({why})")
+            order.append((op, impl))
+            continue
+        except Exception as exc:  # noqa: BLE001 - an unsupported input is a result too
+            reason = f"{type(exc).__name__}: {exc}"
+            add_note(f"{op} {impl} on {case.dtype_name}: not supported ({reason})")
+            order.append((op, impl))
+            continue
+        error = relative_error(result, references[op], case.dtype)
         ok[op, impl] = error <= TOLERANCES[case.dtype]
         if not ok[op, impl]:
             scale = (
@@ -561,15 +982,25 @@ def bench_case(
                 if isinstance(references[op], tuple)
                 else "max(1, largest |value|)"
             )
-            notes.append(
-                f"{op} {impl} {case.shape_label} {case.kind_label}: error {error:.1e} "
-                f"> {TOLERANCES[case.dtype]:.0e} (relative to {scale}), marked !"
+            parts = result if isinstance(result, tuple) else (result,)
+            got = ", ".join(str(to_numpy(part).dtype) for part in parts)
+            problem = (
+                f"error {error:.1e} > {TOLERANCES[case.dtype]:.0e} (relative to {scale})"
+                if math.isfinite(error)
+                else f"a NaN, or a result of dtype {got} (not {case.dtype_name})"
             )
+            notes.append(f"{op} {impl} {case.shape_label} {case.kind_label}: {problem}, marked !")
+        order.append((op, impl))
         fns[op, impl] = fn
 
     seconds = time_interleaved(fns, settings)
     roof = seconds.get(("memcpy", "np.copyto"), math.nan)
-    return [Row(op, case, impl, s, roof, ok[op, impl]) for (op, impl), s in seconds.items()]
+    return [
+        Row(op, case, impl, seconds[op, impl], roof, ok[op, impl])
+        if (op, impl) in seconds
+        else Row(op, case, impl, math.nan, roof, ok=True, skipped=True)
+        for op, impl in order
+    ]
 
 
 # ------------------------------------------------------------------------ reports
@@ -633,12 +1064,16 @@ def print_table(header: list[str], body: list[list[str]], markdown: bool, right:
         print(line(cells).rstrip())
 
 
+def ordered_ops(rows: list[Row]) -> list[str]:
+    """The operations of ``rows``: memcpy first, then in the order of IMPLEMENTATIONS."""
+    rank = {op: i for i, op in enumerate(dict.fromkeys(op for op, _, _ in IMPLEMENTATIONS))}
+    return sorted(dict.fromkeys(row.op for row in rows), key=lambda op: rank.get(op, -1))
+
+
 def print_results(rows: list[Row], markdown: bool) -> None:
     """One table, grouped by operation (memcpy first), then by case."""
-    ops = list(dict.fromkeys(row.op for row in rows))
-    ops.sort(key=lambda op: op != "memcpy")
     body = []
-    for op in ops:
+    for op in ordered_ops(rows):
         for row in (r for r in rows if r.op == op):
             mark = "" if row.ok else " !"
             body.append(
@@ -647,8 +1082,8 @@ def print_results(rows: list[Row], markdown: bool) -> None:
                     row.case.shape_label,
                     row.case.kind_label,
                     row.impl + mark,
-                    format_ms(row.seconds),
-                    f"{row.ratio:.2f}",
+                    "skipped" if row.skipped else format_ms(row.seconds),
+                    "-" if row.skipped else f"{row.ratio:.2f}",
                 ]
             )
     print_table(
@@ -661,7 +1096,9 @@ def print_latency(rows: list[Row], markdown: bool) -> None:
     columns = list(dict.fromkeys((row.op, row.case) for row in rows))
     impls = list(dict.fromkeys(row.impl for row in rows))
     cells = {
-        (row.impl, row.op, row.case): f"{row.seconds * 1e6:.2f}" + ("" if row.ok else " !")
+        (row.impl, row.op, row.case): "skipped"
+        if row.skipped
+        else f"{row.seconds * 1e6:.2f}" + ("" if row.ok else " !")
         for row in rows
     }
     kinds = ", ".join(dict.fromkeys(case.kind_label for _, case in columns))
@@ -695,6 +1132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     all_impls = list(dict.fromkeys(impl for _, impl, _ in IMPLEMENTATIONS))
     latency_cases = [case for _, case in LATENCIES]
     shapes = ", ".join(dict.fromkeys(c.shape_label for c in [*CASES, *latency_cases]))
+    all_dtypes = ["float32", "float64", "float16", "bfloat16"]
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -712,6 +1150,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--impls", type=comma_list, default=all_impls, help=f"default: {','.join(all_impls)}"
     )
+    parser.add_argument(
+        "--dtypes",
+        type=comma_list,
+        default=all_dtypes,
+        help=f"default: {','.join(all_dtypes)} (bfloat16 needs ml_dtypes)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument(
         "--plot",
@@ -720,7 +1164,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "pip install logitkit[bench])",
     )
     args = parser.parse_args(argv)
-    for name, chosen, known in [("--ops", args.ops, all_ops), ("--impls", args.impls, all_impls)]:
+    for name, chosen, known in [
+        ("--ops", args.ops, all_ops),
+        ("--impls", args.impls, all_impls),
+        ("--dtypes", args.dtypes, all_dtypes),
+    ]:
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             parser.error(f"{name}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
@@ -737,47 +1185,83 @@ PLOT_COLORS = {
 
 
 def plot(rows: list[Row], path: str) -> None:
-    """One panel per operation: for each shape, every implementation's time as a multiple
-    of memcpy of the same array (log scale), with the memcpy roof drawn at 1."""
+    """Panels of bars, two a line: one per operation, and one more per operation for its
+    half-precision (float16, bfloat16) arrays. In each, for every array, each
+    implementation's time as a multiple of memcpy of the same array (log scale), with the
+    memcpy roof drawn at 1; an implementation that did not run is marked "n/a"."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.lines
+    import matplotlib.patches
     import matplotlib.pyplot as plt
 
+    def is_half(case: Case) -> bool:
+        return np.dtype(case.dtype) in HALF_DTYPES
+
     rows = [row for row in rows if row.op != "memcpy"]  # memcpy itself is the roof line
-    ops = list(dict.fromkeys(row.op for row in rows))
+    panels: dict[tuple[str, bool], list[Row]] = {}
+    for op in ordered_ops(rows):
+        for half in (False, True):
+            panel = [r for r in rows if r.op == op and is_half(r.case) == half]
+            if panel:
+                panels[op, half] = panel
     impls = list(dict.fromkeys(row.impl for row in rows))
-    fig, axes = plt.subplots(len(ops), 1, figsize=(10, 2.8 * len(ops)), squeeze=False)
-    for ax, op in zip(axes[:, 0], ops):
-        op_rows = [row for row in rows if row.op == op]
-        cases = list(dict.fromkeys(row.case for row in op_rows))
-        width = 0.8 / max(1, len(impls))
-        for k, impl in enumerate(impls):
+    ncols = 2 if len(panels) > 1 else 1
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(8 * ncols, 2.8 * nrows + 0.8), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, ((op, half), panel) in zip(axes.flat, panels.items()):
+        cases = list(dict.fromkeys(row.case for row in panel))
+        panel_impls = [impl for impl in impls if any(row.impl == impl for row in panel)]
+        width = 0.8 / max(1, len(panel_impls))
+        for k, impl in enumerate(panel_impls):
             xs, ys = [], []
             for i, case in enumerate(cases):
-                for row in op_rows:
-                    if row.case == case and row.impl == impl:
-                        xs.append(i + (k - (len(impls) - 1) / 2) * width)
-                        ys.append(row.seconds / row.memcpy_seconds)
-            ax.bar(xs, ys, width, label=impl, color=PLOT_COLORS.get(impl))
-        ax.axhline(1.0, color="black", linewidth=1, linestyle="--", label="memcpy roof")
+                for row in panel:
+                    if row.case != case or row.impl != impl:
+                        continue
+                    x = i + (k - (len(panel_impls) - 1) / 2) * width
+                    if row.skipped:
+                        ax.text(x, 1.0, "n/a", rotation=90, ha="center", va="bottom", fontsize=7)
+                    else:
+                        xs.append(x)
+                        ys.append(row.ratio)
+            ax.bar(xs, ys, width, color=PLOT_COLORS.get(impl))
+        ax.axhline(1.0, color="black", linewidth=1, linestyle="--")
         ax.set_yscale("log")
         ax.set_ylabel("time / memcpy")
-        ax.set_title(op, loc="left", fontsize=11)
+        ax.set_title(op + (" (half precision)" if half else ""), loc="left", fontsize=11)
         labels = [
-            f"{c.shape_label}\n{np.dtype(c.dtype).name}"
-            + ("" if c.axis == -1 else f", axis {c.axis}")
+            f"{c.shape_label}\n{c.dtype_name}" + ("" if c.axis == -1 else f", axis {c.axis}")
             for c in cases
         ]
         ax.set_xticks(range(len(cases)), labels, fontsize=8)
+        ax.set_xlim(-0.5, max(len(cases), 4) - 0.5)  # bars as wide in every panel
         ax.grid(axis="y", which="both", alpha=0.3)
-    axes[0, 0].legend(ncol=len(impls) + 1, fontsize=8, loc="upper right")
+        ax.set_axisbelow(True)  # grid lines behind the bars
+    handles: list[Any] = [
+        matplotlib.patches.Patch(color=PLOT_COLORS.get(impl), label=impl) for impl in impls
+    ]
+    roof = matplotlib.lines.Line2D([], [], color="black", linestyle="--", label="memcpy roof")
+    handles.append(roof)
+    height = fig.get_figheight()
     fig.suptitle(
         f"logitkit {logitkit.__version__} ({logitkit.capabilities()['active']}) on "
-        f"{cpu_model()}, one thread: lower is better",
+        f"{cpu_model()}, one thread: time / memcpy of the same array, lower is better",
         fontsize=11,
+        y=1 - 0.1 / height,
+        va="top",
     )
-    fig.tight_layout()
+    fig.legend(
+        handles=handles,
+        ncol=len(handles),
+        fontsize=9,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.4 / height),
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.8 / height))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -792,11 +1276,17 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     def wanted(case: Case) -> bool:
-        return args.shapes is None or case.shape in args.shapes
+        shape_ok = args.shapes is None or case.shape in args.shapes
+        return shape_ok and case.dtype_name in args.dtypes
+
+    def rows_for(case: Case) -> list[tuple[str, str, Factory]]:
+        return [row for row in selected if row[0] in case.ops]
 
     notes = [
         f"{name}: skipped ({reason})" for name, reason in MISSING.items() if name in args.impls
     ]
+    if BFLOAT16 is None and "bfloat16" in args.dtypes:
+        notes.append(f"bfloat16: skipped (ml_dtypes: {_ML_DTYPES_MISSING})")
 
     for line in environment_lines():
         print(f"- {line}" if args.markdown else line)
@@ -808,15 +1298,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows: list[Row] = []
     for case in filter(wanted, CASES):
+        if not rows_for(case):
+            continue
         print(f"timing {case.shape_label} {case.kind_label} ...", file=sys.stderr, flush=True)
-        rows += bench_case(case, selected, settings, notes)
+        rows += bench_case(case, rows_for(case), settings, notes)
     if rows:
         print_results(rows, args.markdown)
         print()
         print("x memcpy: time / time of np.copyto of the same array in the same run")
         print("(a one-pass softmax, or cross_entropy+grad, reads the array and writes one as")
-        print(" large, as a copy does: ~1.0 is the roof; logsumexp and cross_entropy only read")
-        print(" it). ! = result far from the float64 reference (see notes).")
+        print(" large, as a copy does: ~1.0 is the roof; logsumexp, cross_entropy and entropy")
+        print(" only read it; sigmoid and log_sigmoid copy; binary_cross_entropy and")
+        print(" kl_divergence read two such arrays (~1.0 too), and with +grad also write one")
+        print(" (~1.5)). ! = result far from the float64 reference (see notes).")
+        if any(np.dtype(row.case.dtype) in HALF_DTYPES for row in rows):
+            print("Half precision (float16, bfloat16): the memcpy is of the 16-bit array.")
 
     latency: list[Row] = []
     for op, case in LATENCIES:
