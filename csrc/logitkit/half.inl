@@ -180,8 +180,9 @@ LK_ALWAYS_INLINE void lk_store_vector(S* __restrict x, const T* __restrict v) {
     const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
     const __m256i r = _mm256_blendv_epi8(rounded, quiet, nan);
     // Pack the 32-bit lanes' low halves (values < 2^16: packus is exact) in order.
-    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0xd8);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(x), _mm256_castsi256_si128(packed));
+    const __m128i lo = _mm256_castsi256_si128(r);
+    const __m128i hi = _mm256_extracti128_si256(r, 1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(x), _mm_packus_epi32(lo, hi));
     return;
   }
 #endif
