@@ -300,3 +300,52 @@ def test_kl_gradient_is_q_minus_p(simd_target, dtype):
     p = reference.softmax(zp, -1).astype(dtype)
     _, ce_grad = logitkit.cross_entropy(zq, p, reduction="sum", return_grad=True)
     assert_loss_close(ce_grad, expected, "grad", dtype)
+
+
+@pytest.mark.parametrize("n", [37, 1000], ids=lambda n: f"C{n}")
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_kl_excluded_classes_and_huge_logits_between_ordinary_rows(simd_target, dtype, n):
+    # The row kernel takes the next row's maxima in each row's pass, keeps Q's excluded
+    # classes (q = 0) apart from the terms, and takes float32 log ratios in float32 unless
+    # they could overflow (then that row again in double): every kind of row, at the start
+    # of a row, in the middle, in the tail (not a whole vector), next to ordinary rows.
+    rng = rng_for("kl-rows", dtype_id(dtype), n)
+    zp = random_logits(rng, (14, n), dtype)
+    zq = random_logits(rng, (14, n), dtype)
+    big = np.asarray(3e38 if dtype == np.float32 else 1e307, dtype=dtype)
+    for r, c in ((1, 0), (3, n // 2), (5, n - 1)):
+        # p_c > 0 but below float32's smallest normal number (flushed by its exp), q_c = 0
+        zp[r] = 0
+        zp[r, c] = -100
+        zq[r, c] = -np.inf
+        # p_c below float64's smallest subnormal: counts as 0, the divergence is finite
+        zp[r + 1] = 0
+        zp[r + 1, c] = -800
+        zq[r + 1, c] = -np.inf
+    # log q_c - log q_0 past float32's range where the divergence is not; then a row whose
+    # only huge logit is in p (its log ratios are small where p > 0)
+    zq[8, 0], zq[8, n - 1] = big, -big
+    zp[9, n // 2] = -big
+    zp[10, n - 1] = -np.inf  # p = 0 and q = 0 on the same class: contributes 0
+    zq[10, n - 1] = -np.inf
+    ref_kl, ref_grad = reference.kl_divergence(zp, zq, -1, return_grad=True)
+    assert np.isposinf(ref_kl[[1, 3, 5]]).all() and np.isfinite(np.delete(ref_kl, [1, 3, 5])).all()
+    kl, grad = logitkit.kl_divergence(zp, zq, return_grad=True)
+    assert_loss_close(kl, ref_kl, "loss", dtype)
+    assert_loss_close(grad, ref_grad, "grad", dtype)
+    assert_loss_close(logitkit.kl_divergence(zp, zq), ref_kl, "loss", dtype)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_nan_and_inf_rows_between_ordinary_rows(simd_target, dtype):
+    # A NaN or +inf row makes its own result NaN and no other: each row's maximum is taken
+    # in the previous row's pass.
+    rng = rng_for("div-nan-rows", dtype_id(dtype))
+    z = random_logits(rng, (9, 37), dtype)
+    zq = random_logits(rng, (9, 37), dtype)
+    z[2, 5] = np.nan
+    z[4, 36] = np.inf
+    zq[6, 20] = np.nan
+    zq[7, 0] = np.inf
+    check_entropy(z, -1, dtype)
+    check_kl(z, zq, -1, dtype)

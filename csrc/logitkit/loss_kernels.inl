@@ -351,73 +351,344 @@ void cross_entropy_cols(const CrossEntropyCols<S>& a) {
   }
 }
 
-// Entropy of softmax(z) per row, in nats: H = log s - sum e (z - shift) / s, with
-// e = exp(z - shift); entries with e = 0 (-inf logits) contribute 0.
-template <class T>
-void entropy_rows(const T* x, idx x_row_stride, T* out, idx out_stride, idx rows, idx n) {
-  lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const T* next, T* next_max) {
-    const T* z = x + r * x_row_stride;
-    const T shift = lk_shift_for(m);
-    // One pass, one exp per element: s = sum e and d = sum e (z - shift), e = exp(z -
-    // shift), in double vector accumulators (they were an exp pass, then a scalar pass
-    // taking every exp again).
-    double s = 0, d = 0;
-#pragma omp simd reduction(+ : s, d)
-    for (idx c = 0; c < n; ++c) {
-      const T u = z[c] - shift;
-      const T e = lk_exp_nonpositive(u);
-      s += double(e);
-      d += e == T(0) ? 0.0 : double(e) * double(u);  // -inf logits contribute 0
-    }
-    if (next) *next_max = lk_row_max(next, n);
-    out[r * out_stride] = static_cast<T>(lk_log(s) - d / s);
-  });
+// Row helpers for kernels that read a storage type S (float, double, Float16, BFloat16) and
+// compute in T = compute_t<S>: each element is widened with lk_ld as it is read.
+
+// The lane maxima of one vector (L elements) of x, widened, into acc.
+template <class S, class T = compute_t<S>>
+LK_ALWAYS_INLINE void lk_max_into(T* __restrict acc, const S* __restrict x) {
+#pragma omp simd
+  for (idx j = 0; j < lk_lanes<T>(); ++j) {
+    const T v = lk_ld(x[j]);
+    acc[j] = v > acc[j] ? v : acc[j];
+  }
 }
 
-// KL(P || Q) per row from logits p and q: sum_c p_c ((zp_c - zq_c) - (lse_p - lse_q)).
-// With a gradient row, also d KL / d zq = softmax(zq) - softmax(zp), times grad_scale.
+// count (< L) elements of x widened into block, the rest -inf (whose exp is 0).
+template <class S, class T = compute_t<S>>
+inline void lk_load_padded_ld(T* block, const S* x, idx count) {
+  for (idx j = 0; j < lk_lanes<T>(); ++j) block[j] = lk_neg_inf<T>();
+  for (idx j = 0; j < count; ++j) block[j] = lk_ld(x[j]);
+}
+
+// The lane maxima of the row x (n elements) into acc (not reset).
+template <class S, class T = compute_t<S>>
+inline void lk_row_max_into(T* __restrict acc, const S* __restrict x, idx n) {
+  constexpr idx L = lk_lanes<T>();
+  idx i = 0;
+  for (; i + L <= n; i += L) lk_max_into(acc, x + i);
+  if (i < n) {
+    T block[L];
+    lk_load_padded_ld(block, x + i, n - i);
+    lk_max_into(acc, block);
+  }
+}
+
+template <class S, class T = compute_t<S>>
+inline T lk_row_max_ld(const S* x, idx n) {
+  T acc[lk_lanes<T>()];
+  for (idx j = 0; j < lk_lanes<T>(); ++j) acc[j] = lk_neg_inf<T>();
+  lk_row_max_into(acc, x, n);
+  return lk_reduce_max(acc);
+}
+
+// Entropy of softmax(z) per row, in nats: H = log s - d / s, s = sum e, d = sum e (z - shift),
+// e = exp(z - shift); entries with e = 0 (-inf logits) contribute 0.
+//
+// One pass over each row, one exp per element, and the next row's maximum taken in the same
+// loop (the row pipeline of lk_exp_sum_store: the max only streams the next row in from
+// memory while this loop is bound by arithmetic, so it comes nearly free and the next row is
+// then read from cache). s and d go into LkSum's two-level sums: float32 lane sums of 4
+// vectors, then double (float64: compensated) totals, rather than a conversion to double of
+// every term, which doubled the vector operations. Each term e (z - shift) is in
+// [-1/e, 0], so 4 of them in float32 lose nothing that matters next to the tolerance.
+template <bool kNext, class S, class T = compute_t<S>>
+LK_ALWAYS_INLINE void lk_entropy_row(const S* __restrict z, idx n, T shift,
+                                     const S* __restrict next, T* next_max, double* s_out,
+                                     double* d_out) {
+  constexpr idx L = lk_lanes<T>();
+  LkSum<T> s, d;
+  T e[L], t[L], macc[L];
+  for (idx j = 0; j < L; ++j) macc[j] = lk_neg_inf<T>();
+  idx i = 0;
+  for (; i + L <= n; i += L) {
+#pragma omp simd
+    for (idx j = 0; j < L; ++j) {
+      const T u = lk_ld(z[i + j]) - shift;
+      const T v = lk_exp_nonpositive(u);
+      e[j] = v;
+      t[j] = v == T(0) ? T(0) : v * u;  // -inf logits contribute 0 (not 0 * -inf)
+    }
+    s.add(e);
+    d.add(t);
+    if (kNext) lk_max_into(macc, next + i);
+  }
+  if (i < n) {
+    T block[L];
+    lk_load_padded_ld(block, z + i, n - i);
+#pragma omp simd
+    for (idx j = 0; j < L; ++j) {
+      const T u = block[j] - shift;
+      const T v = lk_exp_nonpositive(u);
+      e[j] = v;
+      t[j] = v == T(0) ? T(0) : v * u;
+    }
+    s.add(e);
+    d.add(t);
+    if (kNext) {
+      lk_load_padded_ld(block, next + i, n - i);
+      lk_max_into(macc, block);
+    }
+  }
+  if (kNext) *next_max = lk_reduce_max(macc);
+  *s_out = s.total_sum();
+  *d_out = d.total_sum();
+}
+
+template <class S>
+void entropy_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n) {
+  using T = compute_t<S>;
+  if (rows <= 0) return;
+  T m = lk_row_max_ld(x, n);
+  for (idx r = 0; r < rows; ++r) {
+    const S* z = x + r * x_row_stride;
+    const T shift = lk_shift_for(m);
+    double s = 0, d = 0;
+    if (r + 1 < rows)
+      lk_entropy_row<true>(z, n, shift, z + x_row_stride, &m, &s, &d);
+    else
+      lk_entropy_row<false>(z, n, shift, z, &m, &s, &d);
+    out[r * out_stride] = lk_st<S>(static_cast<T>(lk_log(s) - d / s));
+  }
+}
+
+// KL(P || Q) per row from logits p and q: sum_c p_c (log p_c - log q_c)
+//   = acc / sp - (log sp - log sq),  acc = sum_c ep_c ((zp_c - shift_p) - (zq_c - shift_q)),
+// ep, eq the shifted exponentials and sp, sq their sums. With a gradient row, also
+// d KL / d zq = softmax(zq) - softmax(zp) = eq / sq - ep / sp, times grad_scale.
+//
+// One pass over both inputs with one exp per element and input, the next rows' maxima taken
+// in the same loop (as in entropy), the sums in LkSum's two-level sums. The gradient needs
+// sp and sq, known only at the end of the row: the pass stores eq in the gradient row
+// itself (or in scratch when S is a 16-bit format, whose rounding would then be applied
+// twice, or when the gradient is written over an input) and ep in scratch, and a second
+// loop over the row, in cache, scales them into the gradient: no exp is taken twice, and the
+// gradient's cache lines are fetched in the loop bound by arithmetic.
+//
+// The log ratios are taken in T (float32 for float32 logits) where the sums of the terms
+// cannot overflow, which the pass checks as it goes: it keeps the minimum of zq - shift_q over
+// the classes Q does not rule out, and a row where that is below lk_kl_low_limit (logits of
+// +-1e38 in float32, where a difference, or 4 of them summed in a lane, could pass float32's
+// range; of +-1e300 in float64, where sum ep (up - uq) could pass float64's even though
+// sum p (up - uq) does not) is summed again in double, the differences exact and each term
+// weighted by p, in a loop of its own (rare: such logits are not seen in practice).
+// zp - shift_p needs no check: where it is below -88 (-709), ep is 0 and the difference unused.
 template <class T>
-void kl_divergence_rows(const KlRows<T>& a) {
+struct LkKlRow {
+  double sp, sq, acc;
+  T q_low;  // min of zq - shift_q over classes with zq > -inf (and 0)
+};
+
+// One class's term of acc, ep (up - uq), and whether Q rules the class out (zq = -inf)
+// where P does not: that makes the divergence +inf, also where exp flushed p_c (below the
+// smallest normal number) to 0; as in the float64 formula, a p_c below double's smallest
+// subnormal (e^-745) counts as 0. (Where ep > 0 the term itself is then +inf.) The rows
+// kernel keeps the largest up of such classes in a lane maximum instead of selecting +inf
+// into the terms: 4 vector operations fewer per vector.
+template <class T>
+LK_ALWAYS_INLINE T lk_kl_term(T ep, T up, T uq) {
+  return ep == T(0) ? T(0) : ep * (up - uq);  // not 0 * inf
+}
+template <class T>
+LK_ALWAYS_INLINE bool lk_kl_excluded(T up, T zq) {
+  return zq == lk_neg_inf<T>() && up > T(-745.2);
+}
+
+template <bool kNext, bool kGrad, class S, class T = compute_t<S>>
+LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restrict zq, idx n,
+                                      T shift_p, T shift_q, T* __restrict ep_out,
+                                      T* __restrict eq_out, const S* __restrict next_p,
+                                      const S* __restrict next_q, T* next_max_p,
+                                      T* next_max_q) {
+  constexpr idx L = lk_lanes<T>();
+  LkSum<T> sp, sq, acc;
+  T ep[L], eq[L], term[L], mp[L], mq[L], low[L], out_max[L];
+  for (idx j = 0; j < L; ++j) mp[j] = lk_neg_inf<T>();
+  for (idx j = 0; j < L; ++j) mq[j] = lk_neg_inf<T>();
+  for (idx j = 0; j < L; ++j) low[j] = 0;
+  for (idx j = 0; j < L; ++j) out_max[j] = lk_neg_inf<T>();
+  idx i = 0;
+  for (; i + L <= n; i += L) {
+#pragma omp simd
+    for (idx j = 0; j < L; ++j) {
+      const T xq = lk_ld(zq[i + j]);
+      const T up = lk_ld(zp[i + j]) - shift_p;
+      const T uq = xq - shift_q;
+      const T vp = lk_exp_nonpositive(up);
+      const T vq = lk_exp_nonpositive(uq);
+      ep[j] = vp;
+      eq[j] = vq;
+      // The largest up where Q rules the class out, and the smallest uq where it does not.
+      // Such a class's term is taken with uq = 0 instead of -inf: +inf in LkSum's
+      // compensated float64 sums would make them NaN, and the row's divergence is +inf
+      // anyway where its p_c is not 0 (the term is 0 where it is).
+      const bool q_out = xq == lk_neg_inf<T>();
+      const T up_out = q_out ? up : lk_neg_inf<T>();
+      const T uq_in = q_out ? T(0) : uq;
+      term[j] = lk_kl_term(vp, up, uq_in);
+      out_max[j] = up_out > out_max[j] ? up_out : out_max[j];
+      low[j] = uq_in < low[j] ? uq_in : low[j];
+    }
+    sp.add(ep);
+    sq.add(eq);
+    acc.add(term);
+    if (kGrad) {
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) {
+        ep_out[i + j] = ep[j];
+        eq_out[i + j] = eq[j];
+      }
+    }
+    if (kNext) {
+      lk_max_into(mp, next_p + i);
+      lk_max_into(mq, next_q + i);
+    }
+  }
+  if (i < n) {
+    T bp[L], bq[L];
+    lk_load_padded_ld(bp, zp + i, n - i);
+    lk_load_padded_ld(bq, zq + i, n - i);
+#pragma omp simd
+    for (idx j = 0; j < L; ++j) {
+      const T xq = bq[j];
+      const T up = bp[j] - shift_p;
+      const T uq = xq - shift_q;
+      const T vp = lk_exp_nonpositive(up);
+      const T vq = lk_exp_nonpositive(uq);
+      ep[j] = vp;
+      eq[j] = vq;
+      // The largest up where Q rules the class out, and the smallest uq where it does not.
+      // Such a class's term is taken with uq = 0 instead of -inf: +inf in LkSum's
+      // compensated float64 sums would make them NaN, and the row's divergence is +inf
+      // anyway where its p_c is not 0 (the term is 0 where it is).
+      const bool q_out = xq == lk_neg_inf<T>();
+      const T up_out = q_out ? up : lk_neg_inf<T>();
+      const T uq_in = q_out ? T(0) : uq;
+      term[j] = lk_kl_term(vp, up, uq_in);
+      out_max[j] = up_out > out_max[j] ? up_out : out_max[j];
+      low[j] = uq_in < low[j] ? uq_in : low[j];
+    }
+    sp.add(ep);
+    sq.add(eq);
+    acc.add(term);
+    if (kGrad) {
+      for (idx j = 0; j < n - i; ++j) {
+        ep_out[i + j] = ep[j];
+        eq_out[i + j] = eq[j];
+      }
+    }
+    if (kNext) {
+      lk_load_padded_ld(bp, next_p + i, n - i);
+      lk_max_into(mp, bp);
+      lk_load_padded_ld(bq, next_q + i, n - i);
+      lk_max_into(mq, bq);
+    }
+  }
+  if (kNext) {
+    *next_max_p = lk_reduce_max(mp);
+    *next_max_q = lk_reduce_max(mq);
+  }
+  T q_low = 0;
+#pragma omp simd reduction(min : q_low)
+  for (idx j = 0; j < L; ++j) q_low = low[j] < q_low ? low[j] : q_low;
+  const double a = acc.total_sum();
+  const bool excluded = lk_kl_excluded(lk_reduce_max(out_max), lk_neg_inf<T>());
+  return {sp.total_sum(), sq.total_sum(), excluded ? a - lk_neg_inf<double>() : a, q_low};
+}
+
+// sum_c p_c (up_c - uq_c) of one row in double, the differences exact and each term
+// weighted by p_c = ep_c / sp rather than ep_c: for rows whose log ratios are too large for
+// the pass's sums (see kl_divergence_rows).
+template <class S>
+double lk_kl_weighted_double(const S* zp, const S* zq, idx n, double shift_p, double shift_q,
+                             double sp) {
+  const double inv_sp = 1.0 / sp;
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (idx c = 0; c < n; ++c) {
+    const double xq = double(lk_ld(zq[c]));
+    const double up = double(lk_ld(zp[c])) - shift_p;
+    const double ep = double(lk_exp_nonpositive(static_cast<compute_t<S>>(up)));
+    const double term = lk_kl_term(ep * inv_sp, up, xq - shift_q);
+    acc += lk_kl_excluded(up, xq) ? -lk_neg_inf<double>() : term;
+  }
+  return acc;
+}
+
+// The smallest zq - shift_q (over classes with zq > -inf) for which the pass's sums of
+// ep (up - uq) cannot overflow: float32 sums 4 terms of at most 2^124 + 88 per lane;
+// float64 sums at most 2^40 terms of at most 2^960 + 709 (before dividing by sp).
+template <class T>
+constexpr T lk_kl_low_limit() {
+  return sizeof(T) == sizeof(float) ? T(-0x1p124) : T(-0x1p960);
+}
+
+template <class S>
+void kl_divergence_rows(const KlRows<S>& a) {
+  using T = compute_t<S>;
   const idx n = a.n;
+  if (a.rows <= 0) return;
+  // eq goes straight into the gradient row when S is T and the gradient is not written
+  // over an input (exactly, the only overlap allowed), else into scratch like ep.
+  const bool eq_in_grad = sizeof(S) == sizeof(T) && a.grad &&
+                          static_cast<const void*>(a.grad) != a.p_logits &&
+                          static_cast<const void*>(a.grad) != a.q_logits;
+  LkScratch<T> scratch(a.grad ? (eq_in_grad ? n : 2 * n) : 0);
+  T mp = lk_row_max_ld(a.p_logits, n);
+  T mq = lk_row_max_ld(a.q_logits, n);
   for (idx r = 0; r < a.rows; ++r) {
-    const T* zp = a.p_logits + r * a.p_row_stride;
-    const T* zq = a.q_logits + r * a.q_row_stride;
-    const T shift_p = lk_shift_for(lk_row_max(zp, n));
-    const T shift_q = lk_shift_for(lk_row_max(zq, n));
-    // One pass, one exp per element and input, in double vector accumulators:
-    //   KL = sum_c p_c (log p_c - log q_c) = acc / sp - (log sp - log sq),
-    //   acc = sum_c ep_c ((zp_c - shift_p) - (zq_c - shift_q)).
-    // The differences in double: (zp - shift_p) - (zq - shift_q) of float32 logits +-3e38
-    // is past float32's range where p_c, and the divergence, are not. (Each logit minus
-    // its own row's shift first: zp - zq minus (shift_p - shift_q) would cancel
-    // catastrophically for logits of 1e149.)
-    const double shift_p_d = double(shift_p), shift_q_d = double(shift_q);
-    double sp = 0, sq = 0, acc = 0;
-#pragma omp simd reduction(+ : sp, sq, acc)
-    for (idx c = 0; c < n; ++c) {
-      const T ep = lk_exp_nonpositive(zp[c] - shift_p);
-      const T eq = lk_exp_nonpositive(zq[c] - shift_q);
-      sp += double(ep);
-      sq += double(eq);
-      const double up = double(zp[c]) - shift_p_d;
-      const double diff = up - (double(zq[c]) - shift_q_d);
-      // A class that Q rules out (-inf) and P does not makes the divergence +inf, also
-      // where exp flushed p_c (below the smallest normal number) to 0; as in the float64
-      // formula, a p_c below double's smallest subnormal (e^-745) counts as 0.
-      const bool q_excludes = zq[c] == lk_neg_inf<T>() && up > -745.2;
-      acc += ep == T(0) ? (q_excludes ? double(-lk_neg_inf<T>()) : 0.0) : double(ep) * diff;
+    const S* zp = a.p_logits + r * a.p_row_stride;
+    const S* zq = a.q_logits + r * a.q_row_stride;
+    const T shift_p = lk_shift_for(mp);
+    const T shift_q = lk_shift_for(mq);
+    S* g = a.grad ? a.grad + r * a.grad_row_stride : nullptr;
+    T* ep = scratch.data;
+    T* eq = nullptr;
+    if (g) {
+      if constexpr (sizeof(S) == sizeof(T)) {
+        eq = eq_in_grad ? reinterpret_cast<T*>(g) : scratch.data + n;
+      } else {
+        eq = scratch.data + n;
+      }
+    }
+    const bool next = r + 1 < a.rows;
+    const S* np = next ? zp + a.p_row_stride : zp;
+    const S* nq = next ? zq + a.q_row_stride : zq;
+    LkKlRow<T> k;
+    if (g)
+      k = next ? lk_kl_row<true, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq)
+               : lk_kl_row<false, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq);
+    else
+      k = next ? lk_kl_row<true, false>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq)
+               : lk_kl_row<false, false>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq);
+    // acc / sp: the mean log ratio under P.
+    double mean_ratio = k.acc / k.sp;
+    if (!(k.q_low >= lk_kl_low_limit<T>())) {
+      // Log ratios that the pass's sums may not hold (or NaN): again in double, weighted
+      // by p. The inputs are intact: eq went into the gradient only when that is not an
+      // input.
+      mean_ratio = lk_kl_weighted_double(zp, zq, n, double(shift_p), double(shift_q), k.sp);
     }
     // Scaled (to the logarithm's base) in double: a float32 divergence in nats may exceed
     // float32's range where the same in bits does not.
-    a.out[r * a.out_stride] = (acc / sp - (lk_log(sp) - lk_log(sq))) * a.out_scale;
-    if (a.grad) {
-      T* g = a.grad + r * a.grad_row_stride;
-      const T inv_p = static_cast<T>(double(a.grad_scale) / sp);
-      const T inv_q = static_cast<T>(double(a.grad_scale) / sq);
+    a.out[r * a.out_stride] = (mean_ratio - (lk_log(k.sp) - lk_log(k.sq))) * a.out_scale;
+    if (g) {
+      const T inv_p = static_cast<T>(double(a.grad_scale) / k.sp);
+      const T inv_q = static_cast<T>(double(a.grad_scale) / k.sq);
+      const T* __restrict epr = ep;
+      const T* eqr = eq;
 #pragma omp simd
-      for (idx c = 0; c < n; ++c)
-        g[c] = lk_exp_nonpositive(zq[c] - shift_q) * inv_q -
-               lk_exp_nonpositive(zp[c] - shift_p) * inv_p;
+      for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(eqr[c] * inv_q - epr[c] * inv_p);
     }
   }
 }
