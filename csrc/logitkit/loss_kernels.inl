@@ -469,24 +469,24 @@ void entropy_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows
 //
 // One pass over both inputs with one exp per element and input, the next rows' maxima taken
 // in the same loop (as in entropy), the sums in LkSum's two-level sums. The gradient needs
-// sp and sq, known only at the end of the row: the pass stores eq in the gradient row
-// itself (or in scratch when S is a 16-bit format, whose rounding would then be applied
-// twice, or when the gradient is written over an input) and ep in scratch, and a second
-// loop over the row, in cache, scales them into the gradient: no exp is taken twice, and the
-// gradient's cache lines are fetched in the loop bound by arithmetic.
+// sp and sq, known only at the end of the row: the pass stores ep and eq in scratch (a row
+// of each, in L1/L2), and a second loop scales them into the gradient: no exp is taken
+// twice. (Storing eq in the gradient row itself, to fetch its cache lines in the loop bound
+// by arithmetic, as softmax does, measured slower here: 3.5x -> 3.9x memcpy, CPU time,
+// float32 4096x1000 under load; so did prefetching the gradient row for writing.)
 //
-// The log ratios are taken in T (float32 for float32 logits) where the sums of the terms
-// cannot overflow, which the pass checks as it goes: it keeps the minimum of zq - shift_q over
-// the classes Q does not rule out, and a row where that is below lk_kl_low_limit (logits of
-// +-1e38 in float32, where a difference, or 4 of them summed in a lane, could pass float32's
-// range; of +-1e300 in float64, where sum ep (up - uq) could pass float64's even though
-// sum p (up - uq) does not) is summed again in double, the differences exact and each term
-// weighted by p, in a loop of its own (rare: such logits are not seen in practice).
-// zp - shift_p needs no check: where it is below -88 (-709), ep is 0 and the difference unused.
+// The log ratios are taken in T (float32 for float32 logits), and acc summed in LkSum, where
+// that cannot overflow: a row whose acc comes out infinite or NaN (logits of +-1e38 in
+// float32, where a difference, or 4 of them summed in a lane, can pass float32's range; of
+// +-1e307 in float64, where sum ep (up - uq) can pass float64's even though sum p (up - uq)
+// does not) is summed again in double, the differences exact and each term weighted by p,
+// in a loop of its own (rare: such logits are not seen in practice). (Classes that Q rules
+// out do not make acc infinite: see lk_kl_excluded.) zp - shift_p needs no check: where it
+// is below -88 (-709), ep is 0 and the difference unused.
 template <class T>
 struct LkKlRow {
   double sp, sq, acc;
-  T q_low;  // min of zq - shift_q over classes with zq > -inf (and 0)
+  bool excluded;  // a class that Q rules out and P does not (see lk_kl_excluded)
 };
 
 // One class's term of acc, ep (up - uq), and whether Q rules the class out (zq = -inf)
@@ -512,10 +512,9 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
                                       T* next_max_q) {
   constexpr idx L = lk_lanes<T>();
   LkSum<T> sp, sq, acc;
-  T ep[L], eq[L], term[L], mp[L], mq[L], low[L], out_max[L];
+  T ep[L], eq[L], term[L], mp[L], mq[L], out_max[L];
   for (idx j = 0; j < L; ++j) mp[j] = lk_neg_inf<T>();
   for (idx j = 0; j < L; ++j) mq[j] = lk_neg_inf<T>();
-  for (idx j = 0; j < L; ++j) low[j] = 0;
   for (idx j = 0; j < L; ++j) out_max[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
@@ -528,16 +527,14 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
       const T vq = lk_exp_nonpositive(uq);
       ep[j] = vp;
       eq[j] = vq;
-      // The largest up where Q rules the class out, and the smallest uq where it does not.
-      // Such a class's term is taken with uq = 0 instead of -inf: +inf in LkSum's
-      // compensated float64 sums would make them NaN, and the row's divergence is +inf
-      // anyway where its p_c is not 0 (the term is 0 where it is).
+      // The largest up where Q rules the class out. Such a class's term is taken with
+      // uq = 0 instead of -inf: +inf would send the row to the double loop (and in LkSum's
+      // compensated float64 sums make NaN), and the row's divergence is +inf anyway where
+      // its p_c is not 0 (the term is 0 where it is).
       const bool q_out = xq == lk_neg_inf<T>();
       const T up_out = q_out ? up : lk_neg_inf<T>();
-      const T uq_in = q_out ? T(0) : uq;
-      term[j] = lk_kl_term(vp, up, uq_in);
+      term[j] = lk_kl_term(vp, up, q_out ? T(0) : uq);
       out_max[j] = up_out > out_max[j] ? up_out : out_max[j];
-      low[j] = uq_in < low[j] ? uq_in : low[j];
     }
     sp.add(ep);
     sq.add(eq);
@@ -567,16 +564,14 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
       const T vq = lk_exp_nonpositive(uq);
       ep[j] = vp;
       eq[j] = vq;
-      // The largest up where Q rules the class out, and the smallest uq where it does not.
-      // Such a class's term is taken with uq = 0 instead of -inf: +inf in LkSum's
-      // compensated float64 sums would make them NaN, and the row's divergence is +inf
-      // anyway where its p_c is not 0 (the term is 0 where it is).
+      // The largest up where Q rules the class out. Such a class's term is taken with
+      // uq = 0 instead of -inf: +inf would send the row to the double loop (and in LkSum's
+      // compensated float64 sums make NaN), and the row's divergence is +inf anyway where
+      // its p_c is not 0 (the term is 0 where it is).
       const bool q_out = xq == lk_neg_inf<T>();
       const T up_out = q_out ? up : lk_neg_inf<T>();
-      const T uq_in = q_out ? T(0) : uq;
-      term[j] = lk_kl_term(vp, up, uq_in);
+      term[j] = lk_kl_term(vp, up, q_out ? T(0) : uq);
       out_max[j] = up_out > out_max[j] ? up_out : out_max[j];
-      low[j] = uq_in < low[j] ? uq_in : low[j];
     }
     sp.add(ep);
     sq.add(eq);
@@ -598,12 +593,8 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
     *next_max_p = lk_reduce_max(mp);
     *next_max_q = lk_reduce_max(mq);
   }
-  T q_low = 0;
-#pragma omp simd reduction(min : q_low)
-  for (idx j = 0; j < L; ++j) q_low = low[j] < q_low ? low[j] : q_low;
-  const double a = acc.total_sum();
-  const bool excluded = lk_kl_excluded(lk_reduce_max(out_max), lk_neg_inf<T>());
-  return {sp.total_sum(), sq.total_sum(), excluded ? a - lk_neg_inf<double>() : a, q_low};
+  return {sp.total_sum(), sq.total_sum(), acc.total_sum(),
+          lk_kl_excluded(lk_reduce_max(out_max), lk_neg_inf<T>())};
 }
 
 // sum_c p_c (up_c - uq_c) of one row in double, the differences exact and each term
@@ -625,25 +616,15 @@ double lk_kl_weighted_double(const S* zp, const S* zq, idx n, double shift_p, do
   return acc;
 }
 
-// The smallest zq - shift_q (over classes with zq > -inf) for which the pass's sums of
-// ep (up - uq) cannot overflow: float32 sums 4 terms of at most 2^124 + 88 per lane;
-// float64 sums at most 2^40 terms of at most 2^960 + 709 (before dividing by sp).
-template <class T>
-constexpr T lk_kl_low_limit() {
-  return sizeof(T) == sizeof(float) ? T(-0x1p124) : T(-0x1p960);
-}
-
 template <class S>
 void kl_divergence_rows(const KlRows<S>& a) {
   using T = compute_t<S>;
   const idx n = a.n;
   if (a.rows <= 0) return;
-  // eq goes straight into the gradient row when S is T and the gradient is not written
-  // over an input (exactly, the only overlap allowed), else into scratch like ep.
-  const bool eq_in_grad = sizeof(S) == sizeof(T) && a.grad &&
-                          static_cast<const void*>(a.grad) != a.p_logits &&
-                          static_cast<const void*>(a.grad) != a.q_logits;
-  LkScratch<T> scratch(a.grad ? (eq_in_grad ? n : 2 * n) : 0);
+  // The row's exponentials, for its gradient: ep, then eq.
+  LkScratch<T> scratch(a.grad ? 2 * n : 0);
+  T* ep = scratch.data;
+  T* eq = a.grad ? scratch.data + n : nullptr;
   T mp = lk_row_max_ld(a.p_logits, n);
   T mq = lk_row_max_ld(a.q_logits, n);
   for (idx r = 0; r < a.rows; ++r) {
@@ -651,21 +632,11 @@ void kl_divergence_rows(const KlRows<S>& a) {
     const S* zq = a.q_logits + r * a.q_row_stride;
     const T shift_p = lk_shift_for(mp);
     const T shift_q = lk_shift_for(mq);
-    S* g = a.grad ? a.grad + r * a.grad_row_stride : nullptr;
-    T* ep = scratch.data;
-    T* eq = nullptr;
-    if (g) {
-      if constexpr (sizeof(S) == sizeof(T)) {
-        eq = eq_in_grad ? reinterpret_cast<T*>(g) : scratch.data + n;
-      } else {
-        eq = scratch.data + n;
-      }
-    }
     const bool next = r + 1 < a.rows;
     const S* np = next ? zp + a.p_row_stride : zp;
     const S* nq = next ? zq + a.q_row_stride : zq;
     LkKlRow<T> k;
-    if (g)
+    if (a.grad)
       k = next ? lk_kl_row<true, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq)
                : lk_kl_row<false, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq);
     else
@@ -673,22 +644,22 @@ void kl_divergence_rows(const KlRows<S>& a) {
                : lk_kl_row<false, false>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq);
     // acc / sp: the mean log ratio under P.
     double mean_ratio = k.acc / k.sp;
-    if (!(k.q_low >= lk_kl_low_limit<T>())) {
-      // Log ratios that the pass's sums may not hold (or NaN): again in double, weighted
-      // by p. The inputs are intact: eq went into the gradient only when that is not an
-      // input.
+    if (!(k.acc - k.acc == 0.0)) {
+      // Log ratios that the pass's sums did not hold (or NaN): again in double, weighted
+      // by p. (The inputs are intact: the gradient, which may be written over one of them,
+      // is written below.)
       mean_ratio = lk_kl_weighted_double(zp, zq, n, double(shift_p), double(shift_q), k.sp);
     }
+    if (k.excluded) mean_ratio -= lk_neg_inf<double>();
     // Scaled (to the logarithm's base) in double: a float32 divergence in nats may exceed
     // float32's range where the same in bits does not.
     a.out[r * a.out_stride] = (mean_ratio - (lk_log(k.sp) - lk_log(k.sq))) * a.out_scale;
-    if (g) {
+    if (a.grad) {
+      S* g = a.grad + r * a.grad_row_stride;
       const T inv_p = static_cast<T>(double(a.grad_scale) / k.sp);
       const T inv_q = static_cast<T>(double(a.grad_scale) / k.sq);
-      const T* __restrict epr = ep;
-      const T* eqr = eq;
 #pragma omp simd
-      for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(eqr[c] * inv_q - epr[c] * inv_p);
+      for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(eq[c] * inv_q - ep[c] * inv_p);
     }
   }
 }
