@@ -302,13 +302,14 @@ def test_kl_gradient_is_q_minus_p(simd_target, dtype):
     assert_loss_close(ce_grad, expected, "grad", dtype)
 
 
-@pytest.mark.parametrize("n", [37, 1000], ids=lambda n: f"C{n}")
+@pytest.mark.parametrize("n", [37, 1000, 4000], ids=lambda n: f"C{n}")
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
 def test_kl_excluded_classes_and_huge_logits_between_ordinary_rows(simd_target, dtype, n):
     # The row kernel takes the next row's maxima in each row's pass, keeps Q's excluded
     # classes (q = 0) apart from the terms, and takes float32 log ratios in float32 unless
-    # they could overflow (then that row again in double): every kind of row, at the start
-    # of a row, in the middle, in the tail (not a whole vector), next to ordinary rows.
+    # they overflow (then that row again in double): every kind of row, at the start of a
+    # row, in the middle, in the tail (not a whole vector), next to ordinary rows; with the
+    # gradient from stored exponentials (short rows) and from exponentials taken again (4000).
     rng = rng_for("kl-rows", dtype_id(dtype), n)
     zp = random_logits(rng, (14, n), dtype)
     zq = random_logits(rng, (14, n), dtype)

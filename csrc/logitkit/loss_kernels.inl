@@ -470,10 +470,15 @@ void entropy_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows
 // One pass over both inputs with one exp per element and input, the next rows' maxima taken
 // in the same loop (as in entropy), the sums in LkSum's two-level sums. The gradient needs
 // sp and sq, known only at the end of the row: the pass stores ep and eq in scratch (a row
-// of each, in L1/L2), and a second loop scales them into the gradient: no exp is taken
-// twice. (Storing eq in the gradient row itself, to fetch its cache lines in the loop bound
-// by arithmetic, as softmax does, measured slower here: 3.5x -> 3.9x memcpy, CPU time,
-// float32 4096x1000 under load; so did prefetching the gradient row for writing.)
+// of each), and a second loop scales them into the gradient, no exp taken twice, for rows
+// whose scratch fits in half of L1 (16 KiB: 2048 float32 classes); longer rows take the
+// exps again in the gradient loop, which measured faster once the scratch spills from L1
+// (float32, CPU time / memcpy, medians of 6 processes under load, store vs recompute:
+// 64x1000 in cache 10.6x vs 13.6x; 4096x1000 3.8x vs 4.2x; 1024x4000 5.1x vs 5.0x;
+// 512x8000 5.1x vs 4.5x; 256x16000 5.4x vs 4.4x; 64x128256 4.2x vs 3.6x; 16x1048576 4.4x
+// vs 3.3x). (Storing eq in the gradient row itself, to fetch its cache lines in the loop
+// bound by arithmetic, as softmax does, measured slower: 3.9x vs 3.5x at 4096x1000; so did
+// prefetching the gradient row for writing.)
 //
 // The log ratios are taken in T (float32 for float32 logits), and acc summed in LkSum, where
 // that cannot overflow: a row whose acc comes out infinite or NaN (logits of +-1e38 in
@@ -616,15 +621,19 @@ double lk_kl_weighted_double(const S* zp, const S* zq, idx n, double shift_p, do
   return acc;
 }
 
+constexpr idx lk_kl_store_bytes = 16384;
+
 template <class S>
 void kl_divergence_rows(const KlRows<S>& a) {
   using T = compute_t<S>;
   const idx n = a.n;
   if (a.rows <= 0) return;
-  // The row's exponentials, for its gradient: ep, then eq.
-  LkScratch<T> scratch(a.grad ? 2 * n : 0);
+  // The row's exponentials, for its gradient (ep, then eq), where they fit in half of L1
+  // (see above); longer rows take them again in the gradient loop.
+  const bool store = a.grad && 2 * n * idx(sizeof(T)) <= lk_kl_store_bytes;
+  LkScratch<T> scratch(store ? 2 * n : 0);
   T* ep = scratch.data;
-  T* eq = a.grad ? scratch.data + n : nullptr;
+  T* eq = store ? scratch.data + n : nullptr;
   T mp = lk_row_max_ld(a.p_logits, n);
   T mq = lk_row_max_ld(a.q_logits, n);
   for (idx r = 0; r < a.rows; ++r) {
@@ -636,7 +645,7 @@ void kl_divergence_rows(const KlRows<S>& a) {
     const S* np = next ? zp + a.p_row_stride : zp;
     const S* nq = next ? zq + a.q_row_stride : zq;
     LkKlRow<T> k;
-    if (a.grad)
+    if (store)
       k = next ? lk_kl_row<true, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq)
                : lk_kl_row<false, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq);
     else
@@ -658,8 +667,15 @@ void kl_divergence_rows(const KlRows<S>& a) {
       S* g = a.grad + r * a.grad_row_stride;
       const T inv_p = static_cast<T>(double(a.grad_scale) / k.sp);
       const T inv_q = static_cast<T>(double(a.grad_scale) / k.sq);
+      if (store) {
 #pragma omp simd
-      for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(eq[c] * inv_q - ep[c] * inv_p);
+        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(eq[c] * inv_q - ep[c] * inv_p);
+      } else {
+#pragma omp simd
+        for (idx c = 0; c < n; ++c)
+          g[c] = lk_st<S>(lk_exp_nonpositive(lk_ld(zq[c]) - shift_q) * inv_q -
+                          lk_exp_nonpositive(lk_ld(zp[c]) - shift_p) * inv_p);
+      }
     }
   }
 }
