@@ -351,45 +351,14 @@ void cross_entropy_cols(const CrossEntropyCols<S>& a) {
   }
 }
 
-// Row helpers for kernels that read a storage type S (float, double, Float16, BFloat16) and
-// compute in T = compute_t<S>: each element is widened with lk_ld as it is read.
-
-// The lane maxima of one vector (L elements) of x, widened, into acc.
+// The lane maxima of one vector (L elements) of x, widened, into acc: the next row's
+// maximum, taken in the row kernels' loops (softmax_kernels.inl's pipeline).
 template <class S, class T = compute_t<S>>
 LK_ALWAYS_INLINE void lk_max_into(T* __restrict acc, const S* __restrict x) {
+  T v[lk_lanes<T>()];
+  lk_load_vector(v, x);
 #pragma omp simd
-  for (idx j = 0; j < lk_lanes<T>(); ++j) {
-    const T v = lk_ld(x[j]);
-    acc[j] = v > acc[j] ? v : acc[j];
-  }
-}
-
-// count (< L) elements of x widened into block, the rest -inf (whose exp is 0).
-template <class S, class T = compute_t<S>>
-inline void lk_load_padded_ld(T* block, const S* x, idx count) {
-  for (idx j = 0; j < lk_lanes<T>(); ++j) block[j] = lk_neg_inf<T>();
-  for (idx j = 0; j < count; ++j) block[j] = lk_ld(x[j]);
-}
-
-// The lane maxima of the row x (n elements) into acc (not reset).
-template <class S, class T = compute_t<S>>
-inline void lk_row_max_into(T* __restrict acc, const S* __restrict x, idx n) {
-  constexpr idx L = lk_lanes<T>();
-  idx i = 0;
-  for (; i + L <= n; i += L) lk_max_into(acc, x + i);
-  if (i < n) {
-    T block[L];
-    lk_load_padded_ld(block, x + i, n - i);
-    lk_max_into(acc, block);
-  }
-}
-
-template <class S, class T = compute_t<S>>
-inline T lk_row_max_ld(const S* x, idx n) {
-  T acc[lk_lanes<T>()];
-  for (idx j = 0; j < lk_lanes<T>(); ++j) acc[j] = lk_neg_inf<T>();
-  lk_row_max_into(acc, x, n);
-  return lk_reduce_max(acc);
+  for (idx j = 0; j < lk_lanes<T>(); ++j) acc[j] = v[j] > acc[j] ? v[j] : acc[j];
 }
 
 // Entropy of softmax(z) per row, in nats: H = log s - d / s, s = sum e, d = sum e (z - shift),
@@ -412,9 +381,11 @@ LK_ALWAYS_INLINE void lk_entropy_row(const S* __restrict z, idx n, T shift,
   for (idx j = 0; j < L; ++j) macc[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
+    T zv[L];
+    lk_load_vector(zv, z + i);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) {
-      const T u = lk_ld(z[i + j]) - shift;
+      const T u = zv[j] - shift;
       const T v = lk_exp_nonpositive(u);
       e[j] = v;
       t[j] = v == T(0) ? T(0) : v * u;  // -inf logits contribute 0 (not 0 * -inf)
@@ -425,7 +396,7 @@ LK_ALWAYS_INLINE void lk_entropy_row(const S* __restrict z, idx n, T shift,
   }
   if (i < n) {
     T block[L];
-    lk_load_padded_ld(block, z + i, n - i);
+    lk_load_padded(block, z + i, n - i);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) {
       const T u = block[j] - shift;
@@ -436,7 +407,7 @@ LK_ALWAYS_INLINE void lk_entropy_row(const S* __restrict z, idx n, T shift,
     s.add(e);
     d.add(t);
     if (kNext) {
-      lk_load_padded_ld(block, next + i, n - i);
+      lk_load_padded(block, next + i, n - i);
       lk_max_into(macc, block);
     }
   }
@@ -449,7 +420,7 @@ template <class S>
 void entropy_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n) {
   using T = compute_t<S>;
   if (rows <= 0) return;
-  T m = lk_row_max_ld(x, n);
+  T m = lk_row_max(x, n);
   for (idx r = 0; r < rows; ++r) {
     const S* z = x + r * x_row_stride;
     const T shift = lk_shift_for(m);
@@ -523,10 +494,13 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
   for (idx j = 0; j < L; ++j) out_max[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
+    T pv[L], qv[L];
+    lk_load_vector(pv, zp + i);
+    lk_load_vector(qv, zq + i);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) {
-      const T xq = lk_ld(zq[i + j]);
-      const T up = lk_ld(zp[i + j]) - shift_p;
+      const T xq = qv[j];
+      const T up = pv[j] - shift_p;
       const T uq = xq - shift_q;
       const T vp = lk_exp_nonpositive(up);
       const T vq = lk_exp_nonpositive(uq);
@@ -558,8 +532,8 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
   }
   if (i < n) {
     T bp[L], bq[L];
-    lk_load_padded_ld(bp, zp + i, n - i);
-    lk_load_padded_ld(bq, zq + i, n - i);
+    lk_load_padded(bp, zp + i, n - i);
+    lk_load_padded(bq, zq + i, n - i);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) {
       const T xq = bq[j];
@@ -588,9 +562,9 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
       }
     }
     if (kNext) {
-      lk_load_padded_ld(bp, next_p + i, n - i);
+      lk_load_padded(bp, next_p + i, n - i);
       lk_max_into(mp, bp);
-      lk_load_padded_ld(bq, next_q + i, n - i);
+      lk_load_padded(bq, next_q + i, n - i);
       lk_max_into(mq, bq);
     }
   }
@@ -634,8 +608,8 @@ void kl_divergence_rows(const KlRows<S>& a) {
   LkScratch<T> scratch(store ? 2 * n : 0);
   T* ep = scratch.data;
   T* eq = store ? scratch.data + n : nullptr;
-  T mp = lk_row_max_ld(a.p_logits, n);
-  T mq = lk_row_max_ld(a.q_logits, n);
+  T mp = lk_row_max(a.p_logits, n);
+  T mq = lk_row_max(a.q_logits, n);
   for (idx r = 0; r < a.rows; ++r) {
     const S* zp = a.p_logits + r * a.p_row_stride;
     const S* zq = a.q_logits + r * a.q_row_stride;
@@ -668,13 +642,14 @@ void kl_divergence_rows(const KlRows<S>& a) {
       const T inv_p = static_cast<T>(double(a.grad_scale) / k.sp);
       const T inv_q = static_cast<T>(double(a.grad_scale) / k.sq);
       if (store) {
-#pragma omp simd
-        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(eq[c] * inv_q - ep[c] * inv_p);
+        const T* e_p = ep;
+        lk_write_row(g, eq, static_cast<const S*>(nullptr), n,
+                     [=](T e_q, T, idx c) { return e_q * inv_q - e_p[c] * inv_p; });
       } else {
-#pragma omp simd
-        for (idx c = 0; c < n; ++c)
-          g[c] = lk_st<S>(lk_exp_nonpositive(lk_ld(zq[c]) - shift_q) * inv_q -
-                          lk_exp_nonpositive(lk_ld(zp[c]) - shift_p) * inv_p);
+        lk_map_rows2(zq, zp, g, n, [=](T xq, T xp, idx) {
+          return lk_exp_nonpositive(xq - shift_q) * inv_q -
+                 lk_exp_nonpositive(xp - shift_p) * inv_p;
+        });
       }
     }
   }
@@ -743,19 +718,14 @@ void lk_backward_rows(const S* g, idx g_rs, const S* y, idx y_rs, S* out, idx ou
       fast = double(red.max) + (sum < 0 ? -sum : sum) <= double(lk_max_finite<T>());
     }
     if (fast) {
-#pragma omp simd
-      for (idx c = 0; c < n; ++c) {
-        const T gv = lk_ld(gr[c]);
-        const T yv = lk_ld(yr[c]);
-        o[c] = lk_st<S>(kLog ? gv - lk_exp(yv) * k : yv * (gv - k));
-      }
+      lk_map_rows2(gr, yr, o, n, [=](T gv, T yv, idx) {
+        return kLog ? gv - lk_exp(yv) * k : yv * (gv - k);
+      });
     } else {
-#pragma omp simd
-      for (idx c = 0; c < n; ++c) {
-        const double gv = double(lk_ld(gr[c]));
-        const double yv = double(lk_ld(yr[c]));
-        o[c] = lk_st<S>(static_cast<T>(kLog ? gv - lk_exp(yv) * sum : yv * (gv - sum)));
-      }
+      lk_map_rows2(gr, yr, o, n, [=](T gv, T yv, idx) {
+        const double gd = double(gv), yd = double(yv);
+        return static_cast<T>(kLog ? gd - lk_exp(yd) * sum : yd * (gd - sum));
+      });
     }
   }
 }
