@@ -442,12 +442,13 @@ void entropy_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows
 // in the same loop (as in entropy), the sums in LkSum's two-level sums. The gradient needs
 // sp and sq, known only at the end of the row: the pass stores ep and eq in scratch (a row
 // of each), and a second loop scales them into the gradient, no exp taken twice, for rows
-// whose scratch fits in half of L1 (16 KiB: 2048 float32 classes); longer rows take the
-// exps again in the gradient loop, which measured faster once the scratch spills from L1
-// (float32, CPU time / memcpy, medians of 6 processes under load, store vs recompute:
-// 64x1000 in cache 10.6x vs 13.6x; 4096x1000 3.8x vs 4.2x; 1024x4000 5.1x vs 5.0x;
-// 512x8000 5.1x vs 4.5x; 256x16000 5.4x vs 4.4x; 64x128256 4.2x vs 3.6x; 16x1048576 4.4x
-// vs 3.3x). (Storing eq in the gradient row itself, to fetch its cache lines in the loop
+// whose scratch takes at most 12 KiB (1536 float32 / 768 float64 classes); longer rows
+// take the exps again in the gradient loop, which measured faster once the scratch, with
+// the rows and the next rows, no longer fits in L1 (CPU time / memcpy, medians of 6
+// processes, store vs recompute; float32: 64x1000 in cache 10.6x vs 13.6x, 4096x1000 3.8x
+// vs 4.2x, 2730x1500 4.3x vs 4.2x, 2048x2000 5.6x vs 4.0x, 512x8000 5.1x vs 4.5x,
+// 64x128256 4.2x vs 3.6x, 16x1048576 4.4x vs 3.3x; float64: 64x1000 12.0x vs 19.5x,
+// 4096x500 4.8x vs 6.9x, 4096x750 5.4x vs 6.2x, 4096x1000 5.9-6.4x vs 6.0-6.1x). (Storing eq in the gradient row itself, to fetch its cache lines in the loop
 // bound by arithmetic, as softmax does, measured slower: 3.9x vs 3.5x at 4096x1000; so did
 // prefetching the gradient row for writing.)
 //
@@ -595,15 +596,15 @@ double lk_kl_weighted_double(const S* zp, const S* zq, idx n, double shift_p, do
   return acc;
 }
 
-constexpr idx lk_kl_store_bytes = 16384;
+constexpr idx lk_kl_store_bytes = 12288;
 
 template <class S>
 void kl_divergence_rows(const KlRows<S>& a) {
   using T = compute_t<S>;
   const idx n = a.n;
   if (a.rows <= 0) return;
-  // The row's exponentials, for its gradient (ep, then eq), where they fit in half of L1
-  // (see above); longer rows take them again in the gradient loop.
+  // The row's exponentials, for its gradient (ep, then eq), where they fit in L1 next to
+  // the rows (see above); longer rows take them again in the gradient loop.
   const bool store = a.grad && 2 * n * idx(sizeof(T)) <= lk_kl_store_bytes;
   LkScratch<T> scratch(store ? 2 * n : 0);
   T* ep = scratch.data;
