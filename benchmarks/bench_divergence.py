@@ -7,9 +7,10 @@ ratio to memcpy is taken per round and the median of the rounds is reported, wit
 range of the middle half, so that a slow patch of a shared machine hits every candidate
 of a round alike. "cpu": the same ratio of the medians of the thread's CPU time (which
 leaves out the time the thread waited for a core: steadier when the machine is loaded;
-the memory roof itself still moves with the other processes' traffic). Outputs are preallocated: the logitkit rows call the core (``_core``)
-with preallocated outputs, as an ``out=`` argument would; the ``api`` rows call the public
-function (which allocates its outputs).
+the memory roof itself still moves with the other processes' traffic). Outputs are
+preallocated: the logitkit rows call the core (``_core``) with preallocated outputs, as
+an ``out=`` argument would; the ``api`` rows call the public function (which allocates
+its outputs).
 
     python benchmarks/bench_divergence.py                       # float32 4096x1000
     python benchmarks/bench_divergence.py --dtype float64 --rounds 25
@@ -98,7 +99,8 @@ def candidates(op, x, y, dtype, use_torch):
         g = y
         if op == "softmax_backward":
             p = logitkit.softmax(x)
-            fn, core, tfn = logitkit.softmax_backward, _core.softmax_backward, "_softmax_backward_data"
+            fn, core = logitkit.softmax_backward, _core.softmax_backward
+            tfn = "_softmax_backward_data"
         else:
             p = logitkit.log_softmax(x)
             fn, core = logitkit.log_softmax_backward, _core.log_softmax_backward

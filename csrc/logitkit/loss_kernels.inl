@@ -442,15 +442,16 @@ void entropy_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows
 // in the same loop (as in entropy), the sums in LkSum's two-level sums. The gradient needs
 // sp and sq, known only at the end of the row: the pass stores ep and eq in scratch (a row
 // of each), and a second loop scales them into the gradient, no exp taken twice, for rows
-// whose scratch takes at most 12 KiB (1536 float32 / 768 float64 classes); longer rows
-// take the exps again in the gradient loop, which measured faster once the scratch, with
-// the rows and the next rows, no longer fits in L1 (CPU time / memcpy, medians of 6
-// processes, store vs recompute; float32: 64x1000 in cache 10.6x vs 13.6x, 4096x1000 3.8x
-// vs 4.2x, 2730x1500 4.3x vs 4.2x, 2048x2000 5.6x vs 4.0x, 512x8000 5.1x vs 4.5x,
-// 64x128256 4.2x vs 3.6x, 16x1048576 4.4x vs 3.3x; float64: 64x1000 12.0x vs 19.5x,
-// 4096x500 4.8x vs 6.9x, 4096x750 5.4x vs 6.2x, 4096x1000 5.9-6.4x vs 6.0-6.1x). (Storing eq in the gradient row itself, to fetch its cache lines in the loop
-// bound by arithmetic, as softmax does, measured slower: 3.9x vs 3.5x at 4096x1000; so did
-// prefetching the gradient row for writing.)
+// whose scratch takes at most 12 KiB (1536 float32 / 768 float64 classes); longer rows take
+// the exps again in the gradient loop, which measured faster once the scratch, with the
+// rows and the next rows, no longer fits in L1 (CPU time / memcpy, medians of 6 processes,
+// store vs recompute; float32: 64x1000 in cache 10.6x vs 13.6x, 4096x1000 3.8x vs 4.2x,
+// 2730x1500 4.3x vs 4.2x, 2048x2000 5.6x vs 4.0x, 512x8000 5.1x vs 4.5x, 64x128256 4.2x vs
+// 3.6x, 16x1048576 4.4x vs 3.3x; float64: 64x1000 12.0x vs 19.5x, 4096x500 4.8x vs 6.9x,
+// 4096x750 5.4x vs 6.2x, 4096x1000 5.9-6.4x vs 6.0-6.1x). (Storing eq in the gradient row
+// itself, to fetch its cache lines in the loop bound by arithmetic, as softmax does,
+// measured slower: 3.9x vs 3.5x at 4096x1000; so did prefetching the gradient row for
+// writing.)
 //
 // The log ratios are taken in T (float32 for float32 logits), and acc summed in LkSum, where
 // that cannot overflow: a row whose acc comes out infinite or NaN (logits of +-1e38 in
