@@ -247,3 +247,38 @@ def test_special_takes_both(simd_target, dtype):
         assert_ulp(special.log_softmax(x, axis=axis), ref_lsm, dtype, "special.log_softmax")
         assert_ulp(np.asarray(special.logsumexp(x, axis=axis)),
                    np.asarray(reference.logsumexp(flat, axis=ax)), dtype, "special.logsumexp")
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("shape_axis", SHAPES, ids=SHAPE_IDS)
+def test_divergences_and_backward(simd_target, shape_axis, dtype):
+    """entropy, kl_divergence (with its gradient) and the backward products read 16-bit
+    rows natively: every layout, vector tails, -inf entries, out=."""
+    shape, axis = shape_axis
+    rng = rng_for("half-div", shape, axis, dtype.name)
+    x = logits_for(rng, shape, dtype)
+    q = logits_for(rng, shape, dtype)
+    x.flat[:: max(2, x.size // 3)] = -np.inf
+    x64, q64 = x.astype(np.float64), q.astype(np.float64)
+    for view in (lambda a: a, lambda a: a[..., ::-1]):
+        xv, qv = view(x), view(q)
+        assert_ulp(logitkit.entropy(xv, axis=axis),
+                   reference.entropy(view(x64), axis=axis), dtype, "entropy")
+        kl, g = logitkit.kl_divergence(xv, qv, axis=axis, return_grad=True)
+        ref_kl, ref_g = reference.kl_divergence(view(x64), view(q64), axis=axis,
+                                                return_grad=True)
+        assert_ulp(kl, ref_kl, dtype, "kl_divergence")
+        assert_ulp(g, ref_g, dtype, "kl_divergence grad", operand_scale=1.0)
+    gout = logits_for(rng, shape, dtype)
+    p = logitkit.softmax(x, axis=axis)
+    lp = logitkit.log_softmax(x, axis=axis)
+    g64, p64, lp64 = gout.astype(np.float64), p.astype(np.float64), lp.astype(np.float64)
+    scale = float(np.abs(g64).max()) * shape[axis]
+    out = np.empty_like(p)
+    logitkit.softmax_backward(gout, p, axis=axis, out=out)
+    assert_ulp(out, reference.softmax_backward(g64, p64, axis=axis), dtype,
+               "softmax_backward", operand_scale=scale)
+    with np.errstate(all="ignore"):
+        ref_lsb = reference.log_softmax_backward(g64, lp64, axis=axis)
+    assert_ulp(logitkit.log_softmax_backward(gout, lp, axis=axis), ref_lsb, dtype,
+               "log_softmax_backward", operand_scale=scale)

@@ -82,8 +82,8 @@ constexpr LossKernels<S> loss_kernels() {
 template <class S>
 constexpr LossKernels<S> half_loss_kernels() {
   return LossKernels<S>{
-      &cross_entropy_rows<S>, &cross_entropy_cols<S>, nullptr, nullptr, nullptr, nullptr,
-      nullptr, nullptr, nullptr,
+      &cross_entropy_rows<S>, &cross_entropy_cols<S>, &entropy_rows<S>, &kl_divergence_rows<S>,
+      &softmax_backward_rows<S>, &log_softmax_backward_rows<S>, nullptr, nullptr, nullptr,
   };
 }
 

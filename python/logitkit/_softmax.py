@@ -203,8 +203,8 @@ def _backward(
     out: FloatArray | None,
     name: str,
 ) -> FloatArray:
-    g, g_dtype = as_float_array(grad_output, "grad_output")
-    a, a_dtype = as_float_array(y, name)
+    g, g_dtype = as_float_array(grad_output, "grad_output", native16=True)
+    a, a_dtype = as_float_array(y, name, native16=True)
     if g.shape != a.shape:
         raise ValueError(f"grad_output has shape {g.shape} but {name} has shape {a.shape}")
     compute = np.result_type(g.dtype, a.dtype)
