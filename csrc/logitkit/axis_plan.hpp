@@ -109,11 +109,14 @@ void for_each_position(const AxisPlan& plan, int skip, F&& f) {
     if (d != skip) dims.push_back(&plan.batch[d]);
   std::array<idx, kMaxOperands> offset{};
   if (dims.size() == 1) {
-    // One dimension (per-row values of a 2-d array): a plain loop, not the odometer.
+    // One dimension (per-row values of a 2-d array): a plain loop, not the odometer, with
+    // the offsets computed from the index (added up in the array, they went through
+    // memory: a store-to-load delay every position).
     const BatchDim& b = *dims[0];
     for (idx i = 0; i < b.len; ++i) {
-      f(offset);
-      for (int k = 0; k < plan.operands; ++k) offset[k] += b.stride[k];
+      std::array<idx, kMaxOperands> at;
+      for (int k = 0; k < kMaxOperands; ++k) at[k] = i * b.stride[k];
+      f(at);
     }
     return;
   }
