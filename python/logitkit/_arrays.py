@@ -170,12 +170,9 @@ def plain_out(x: Any, out: Any) -> TypeGuard[NDArray[Any]]:
         return False
     x_flags = x.flags
     flags = out.flags
-    if not (
-        x_flags.aligned
-        and flags.aligned
-        and flags.writeable
-        and (flags.c_contiguous or flags.f_contiguous)
-    ):
+    # behaved: aligned and writeable. (Not flags.farray: NumPy sets it for any behaved
+    # array that is not C-contiguous, even a self-overlapping one.)
+    if not (x_flags.aligned and flags.behaved and (flags.c_contiguous or flags.f_contiguous)):
         return False
     # Two distinct arrays that both own their data share none of it.
     return (
