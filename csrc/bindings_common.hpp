@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <optional>
 #include <string>
 
 #include "logitkit/strided.hpp"
@@ -51,7 +52,23 @@ inline StridedArray view_as(const py::array& a, DType dt, const char* what, bool
   return view_of(a, what, writeable);
 }
 
-// Checks both arrays and runs fn(dtype, x, out) without the GIL.
+// Releases the GIL for calls on at least kReleaseGilElements elements. Releasing it and
+// taking it back costs about 40 ns, a tenth of a whole 32 x 10 softmax, while other
+// threads gain nothing from a pause of a microsecond (NumPy's ufuncs keep it for small
+// arrays too).
+constexpr py::ssize_t kReleaseGilElements = 4096;
+
+class ReleaseGilIfLarge {
+ public:
+  explicit ReleaseGilIfLarge(py::ssize_t elements) {
+    if (elements >= kReleaseGilElements) release_.emplace();
+  }
+
+ private:
+  std::optional<py::gil_scoped_release> release_;
+};
+
+// Checks both arrays and runs fn(dtype, x, out), without the GIL unless x is small.
 template <class Fn>
 void run_unary(const py::array& x, const py::array& out, Fn fn) {
   const DType dt = dtype_of(x, "x");
@@ -59,7 +76,7 @@ void run_unary(const py::array& x, const py::array& out, Fn fn) {
   const StridedArray ov = view_as(out, dt, "out", true);
   // Safe without the GIL: the core touches only these buffers, which x and out (held by
   // the caller's frame) keep alive; it calls no Python API.
-  py::gil_scoped_release release;
+  const ReleaseGilIfLarge release(x.size());
   fn(dt, xv, ov);
 }
 

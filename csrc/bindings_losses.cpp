@@ -86,7 +86,7 @@ void register_losses(py::module_& m) {
         args.grad = grad_v.get();
         // Safe without the GIL: the core reads and writes only these buffers, which the
         // caller's arguments keep alive, and calls no Python API.
-        py::gil_scoped_release release;
+        const ReleaseGilIfLarge release(logits.size());
         return to_tuple(logitkit::cross_entropy(dt, zv, args));
       },
       py::arg("logits"), py::arg("labels"), py::arg("probs"), py::arg("weight"),

@@ -9,8 +9,8 @@
 #include <array>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
+#include "small_vector.hpp"
 #include "strided.hpp"
 
 namespace logitkit {
@@ -35,7 +35,7 @@ struct AxisPlan {
   int operands = 0;
   idx n = 0;                                  // length of the reduced axis
   std::array<idx, kMaxOperands> axis_stride{};  // elements; 0 for operands without the axis
-  std::vector<BatchDim> batch;                // batch dimensions longer than 1
+  SmallVector<BatchDim, kInlineDims> batch;   // batch dimensions longer than 1
   bool empty_batch = false;                   // some batch dimension has length 0
 };
 
@@ -45,11 +45,15 @@ inline idx element_stride(idx byte_stride, idx itemsize) {
   return byte_stride / itemsize;
 }
 
+// Per-operand lists of plan_axis (at most kMaxOperands entries; braced lists convert).
+template <class T>
+using OperandList = SmallVector<T, kMaxOperands>;
+
 // `has_axis[k]` says whether operand k has the reduced axis (same shape as operand 0) or
 // not (operand 0's shape without the axis); `itemsizes[k]` is its element size in bytes.
-inline AxisPlan plan_axis(const std::vector<const StridedArray*>& ops,
-                          const std::vector<bool>& has_axis, int axis,
-                          const std::vector<idx>& itemsizes) {
+inline AxisPlan plan_axis(const OperandList<const StridedArray*>& ops,
+                          const OperandList<bool>& has_axis, int axis,
+                          const OperandList<idx>& itemsizes) {
   AxisPlan plan;
   plan.operands = static_cast<int>(ops.size());
   const StridedArray& x = *ops[0];
@@ -100,11 +104,23 @@ int pick_batch_dim(const AxisPlan& plan, Pred fits) {
 // where offsets[k] is operand k's element offset of that position.
 template <class F>
 void for_each_position(const AxisPlan& plan, int skip, F&& f) {
-  std::vector<const BatchDim*> dims;
+  SmallVector<const BatchDim*, kInlineDims> dims;
   for (int d = 0; d < static_cast<int>(plan.batch.size()); ++d)
     if (d != skip) dims.push_back(&plan.batch[d]);
   std::array<idx, kMaxOperands> offset{};
-  std::vector<idx> counter(dims.size(), 0);
+  if (dims.size() == 1) {
+    // One dimension (per-row values of a 2-d array): a plain loop, not the odometer, with
+    // the offsets computed from the index (added up in the array, they went through
+    // memory: a store-to-load delay every position).
+    const BatchDim& b = *dims[0];
+    for (idx i = 0; i < b.len; ++i) {
+      std::array<idx, kMaxOperands> at;
+      for (int k = 0; k < kMaxOperands; ++k) at[k] = i * b.stride[k];
+      f(at);
+    }
+    return;
+  }
+  SmallVector<idx, kInlineDims> counter(dims.size(), 0);
   for (;;) {
     f(offset);
     // Odometer: advance the last dimension, carrying into earlier ones.

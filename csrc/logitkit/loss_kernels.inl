@@ -229,7 +229,7 @@ void cross_entropy_cols(const CrossEntropyCols<S>& a) {
     T counted[lk_max_column_block];  // 1 or 0: !ignored, as T so the gradient loop vectorizes
     LkColumnSums<T> sums;
   };
-  const std::unique_ptr<Work> work(new Work);
+  Work* const work = &lk_thread_work<Work>();
   T* shift = work->shift;
   double* gap_t = work->gap_t;
   double* smooth_gap = work->smooth_gap;

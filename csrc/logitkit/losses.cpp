@@ -1,6 +1,8 @@
 #include "losses.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -44,6 +46,18 @@ struct LossBuffer {
   }
 };
 
+// `condition ? a : b` without a branch (GCC branches on a select of doubles).
+inline double select_bits(bool condition, double a, double b) {
+  std::uint64_t a_bits, b_bits;
+  std::memcpy(&a_bits, &a, sizeof a);
+  std::memcpy(&b_bits, &b, sizeof b);
+  const std::uint64_t mask = std::uint64_t(0) - std::uint64_t(condition);
+  const std::uint64_t bits = (a_bits & mask) | (b_bits & ~mask);
+  double result;
+  std::memcpy(&result, &bits, sizeof result);
+  return result;
+}
+
 // The sum of the per-row losses (in the kernels' double buffer), in C order; for
 // reduction "none" also stores them, rounded to T, in the caller's array.
 template <class S>
@@ -54,10 +68,16 @@ double finish_rows(const StridedArray& logits, const LossBuffer& rows,
   // Neumaier's compensated sum: per-row losses of both signs and very different sizes
   // (nll_loss of log-probabilities of +-1e150 and 18.5) must not lose the small ones to
   // the order of summation. One pass over one value per row: negligible next to the rows.
+  // The larger and the smaller in magnitude of total and v are selected as bits: with a
+  // branch (mispredicted for rows of random sizes, and keeping `total` in memory) this
+  // took 0.35 us for 128 rows.
   double total = 0, compensation = 0;
   for (const double v : rows.values) {
     const double t = total + v;
-    compensation += std::fabs(total) >= std::fabs(v) ? (total - t) + v : (v - t) + total;
+    const bool total_larger = std::fabs(total) >= std::fabs(v);
+    const double larger = select_bits(total_larger, total, v);
+    const double smaller = select_bits(total_larger, v, total);
+    compensation += (larger - t) + smaller;
     total = t;
   }
   if (std::isfinite(total)) total += compensation;  // else NaN from inf - inf in it
@@ -92,11 +112,14 @@ LossResult check_labels(const StridedArray& logits, const CrossEntropyArgs& args
                            result.bad_value = t;
                            return;
                          }
-                         result.denominator += weight ? double(weight[t]) : 1.0;
+                         if (weight) result.denominator += double(weight[t]);
                          ++result.counted;
                        }
                        ++position;
                      });
+  // Without weights the sum of ones is the count, exactly (a chain of dependent
+  // additions otherwise: 4 cycles a row).
+  if (!weight) result.denominator = double(result.counted);
   return result;
 }
 
@@ -132,9 +155,9 @@ bool cross_entropy_by_columns(const KernelTable& table, const StridedArray& logi
                               const compute_t<S>* weight, double weight_sum,
                               double grad_scale) {
   using T = compute_t<S>;
-  std::vector<const StridedArray*> arrays = {&logits, args.labels, &loss};
-  std::vector<bool> has_axis = {true, false, false};
-  std::vector<idx> sizes = {sizeof(S), kLabelSize, sizeof(double)};
+  OperandList<const StridedArray*> arrays = {&logits, args.labels, &loss};
+  OperandList<bool> has_axis = {true, false, false};
+  OperandList<idx> sizes = {sizeof(S), kLabelSize, sizeof(double)};
   if (args.grad) {
     arrays.push_back(args.grad);
     has_axis.push_back(true);
@@ -191,8 +214,8 @@ void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
                            double grad_scale) {
   using T = compute_t<S>;
   const int axis = args.axis;
-  std::vector<RowOperand> ops = {{&logits, true, sizeof(S), false},
-                                 {&loss, false, sizeof(double), true}};
+  RowOperands ops = {{&logits, true, sizeof(S), false},
+                     {&loss, false, sizeof(double), true}};
   const int k_grad = args.grad ? static_cast<int>(ops.size()) : -1;
   if (args.grad) ops.push_back({args.grad, true, sizeof(S), true});
   const int k_target = static_cast<int>(ops.size());
@@ -339,9 +362,9 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
                        axis, [&](const auto& off) { static_cast<double*>(out.data)[off[1]] = 0; });
     return;
   }
-  std::vector<RowOperand> ops = {{&p, true, sizeof(S), false},
-                                 {&q, true, sizeof(S), false},
-                                 {&out, false, sizeof(double), true}};
+  RowOperands ops = {{&p, true, sizeof(S), false},
+                     {&q, true, sizeof(S), false},
+                     {&out, false, sizeof(double), true}};
   if (grad) ops.push_back({grad, true, sizeof(S), true});
   run_rows<S>(ops, axis, [&](const RowBatch& b) {
     KlRows<S> a{};

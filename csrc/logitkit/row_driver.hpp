@@ -36,10 +36,13 @@ struct RowBatch {
   }
 };
 
-inline AxisPlan plan_rows(const std::vector<RowOperand>& operands, int axis) {
-  std::vector<const StridedArray*> arrays;
-  std::vector<bool> has_axis;
-  std::vector<idx> itemsizes;
+// The operands of one call (braced lists convert), kept on the stack.
+using RowOperands = OperandList<RowOperand>;
+
+inline AxisPlan plan_rows(const RowOperands& operands, int axis) {
+  OperandList<const StridedArray*> arrays;
+  OperandList<bool> has_axis;
+  OperandList<idx> itemsizes;
   for (const RowOperand& op : operands) {
     arrays.push_back(op.array);
     has_axis.push_back(op.has_axis);
@@ -49,7 +52,7 @@ inline AxisPlan plan_rows(const std::vector<RowOperand>& operands, int axis) {
 }
 
 template <class T, class Kernel>
-void run_rows(const std::vector<RowOperand>& operands, int axis, Kernel kernel) {
+void run_rows(const RowOperands& operands, int axis, Kernel kernel) {
   const AxisPlan plan = plan_rows(operands, axis);
   if (plan.empty_batch) return;
   const int count = plan.operands;
@@ -112,7 +115,7 @@ void run_rows(const std::vector<RowOperand>& operands, int axis, Kernel kernel) 
 // Calls f(offsets) for every batch position in C order, where offsets[k] is operand k's
 // element offset (for validating per-row values such as labels before any work).
 template <class F>
-void for_each_row_value(const std::vector<RowOperand>& operands, int axis, F&& f) {
+void for_each_row_value(const RowOperands& operands, int axis, F&& f) {
   const AxisPlan plan = plan_rows(operands, axis);
   if (plan.empty_batch) return;
   for_each_position(plan, -1, f);

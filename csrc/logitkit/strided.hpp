@@ -3,9 +3,9 @@
 #pragma once
 
 #include <cstddef>
-#include <vector>
 
 #include "kernel_table.hpp"
+#include "small_vector.hpp"
 
 namespace logitkit {
 
@@ -26,10 +26,14 @@ decltype(auto) with_storage_type(DType dtype, F&& f) {
   }
 }
 
+// Dimensions kept inside StridedArray (more go to the heap): NumPy arrays rarely have more.
+constexpr std::size_t kInlineDims = 8;
+using Dims = SmallVector<idx, kInlineDims>;
+
 struct StridedArray {
   void* data;
-  std::vector<idx> shape;
-  std::vector<idx> strides;  // bytes
+  Dims shape;
+  Dims strides;  // bytes
 };
 
 }  // namespace logitkit

@@ -12,7 +12,7 @@ it can only exist where ml_dtypes is already imported.
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from numpy.exceptions import AxisError
@@ -103,6 +103,8 @@ def as_dtype(x: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
 
 def normalize_axis(axis: Any, ndim: int) -> int:
     """Return ``axis`` as an index in ``[0, ndim)``, or raise ``AxisError``."""
+    if type(axis) is int and -ndim <= axis < ndim:
+        return axis + ndim if axis < 0 else axis
     if type(axis) is not int:
         try:
             axis = operator.index(axis)
@@ -119,11 +121,13 @@ def check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype[Any], name: str 
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != shape:
         raise ValueError(f"{name} has shape {out.shape}, expected shape {shape}")
-    if out.dtype != dtype:
+    out_dtype = out.dtype
+    if out_dtype is not dtype and out_dtype != dtype:  # (`is`: 15 ns, `!=`: 60 ns)
         raise TypeError(f"{name} has dtype {out.dtype}, expected dtype {dtype}")
-    if not out.flags.writeable:
+    flags = out.flags
+    if not flags.writeable:
         raise ValueError(f"{name} is read-only")
-    if self_overlapping(out):
+    if not (flags.c_contiguous or flags.f_contiguous) and self_overlapping(out):
         raise ValueError(
             f"{name} overlaps itself: some of its elements share memory (a view made with "
             "np.lib.stride_tricks.as_strided or a zero stride), so it cannot hold a result"
@@ -148,6 +152,49 @@ def self_overlapping(a: NDArray[Any]) -> bool:
     return False
 
 
+def plain_out(x: Any, out: Any) -> TypeGuard[NDArray[Any]]:
+    """Whether ``out`` is the common case of an ``out=`` for input ``x``, needing no checks.
+
+    That is: both are exactly ``np.ndarray``; ``x`` is float32 or float64 (the canonical
+    dtype objects, so native) and aligned; ``out`` has the very same dtype and ``x``'s
+    shape, is writeable, aligned and contiguous (so no two of its elements overlap), and
+    is either ``x`` itself or shares no memory with it. Then the core may compute ``x``
+    straight into ``out``, as :func:`as_float_array`, :func:`check_out` and
+    :func:`direct_out` would conclude (in ~0.25 us instead of ~0.7 us). False says only
+    that those must decide (and raise, or copy).
+    """
+    if type(x) is not np.ndarray or type(out) is not np.ndarray:
+        return False
+    dt = x.dtype
+    if (dt is not F32 and dt is not F64) or out.dtype is not dt or out.shape != x.shape:
+        return False
+    x_flags = x.flags
+    flags = out.flags
+    # behaved: aligned and writeable. (Not flags.farray: NumPy sets it for any behaved
+    # array that is not C-contiguous, even a self-overlapping one.)
+    if not (x_flags.aligned and flags.behaved and (flags.c_contiguous or flags.f_contiguous)):
+        return False
+    # Two distinct arrays that both own their data share none of it.
+    return (
+        out is x
+        or (x_flags.owndata and flags.owndata)
+        or not np.may_share_memory(out, x)
+    )
+
+
+def overlaps_any(out: NDArray[Any], inputs: tuple[NDArray[Any] | None, ...]) -> bool:
+    """Whether ``out`` may share memory with any of ``inputs`` (``None`` entries skipped)."""
+    # Two distinct arrays that both own their data share none of it, which is cheaper to
+    # see (30 ns) than np.may_share_memory is to call (180 ns).
+    own = out.flags.owndata
+    for b in inputs:
+        if b is None or (own and b is not out and b.flags.owndata):
+            continue
+        if np.may_share_memory(out, b):
+            return True
+    return False
+
+
 def direct_out(out: NDArray[Any], a: NDArray[Any], *inputs: NDArray[Any] | None) -> bool:
     """Whether the core may write straight into ``out`` while reading ``a`` and ``inputs``.
 
@@ -156,14 +203,16 @@ def direct_out(out: NDArray[Any], a: NDArray[Any], *inputs: NDArray[Any] | None)
     every kernel reads an element of ``a`` before writing the same element) or does not
     overlap ``a``. Anything else goes through a temporary.
     """
-    if out.dtype is not a.dtype and out.dtype != a.dtype:
+    out_dtype = out.dtype
+    if out_dtype is not a.dtype and out_dtype != a.dtype:
         return False
-    if not out.flags.aligned or not out.dtype.isnative:
+    flags = out.flags
+    if not flags.aligned or not out_dtype.isnative:
         return False
-    for b in inputs:
-        if b is not None and np.may_share_memory(out, b):
-            return False
-    if out is a or not np.may_share_memory(out, a):
+    if overlaps_any(out, inputs):
+        return False
+    # (owndata: as in overlaps_any.)
+    if out is a or (flags.owndata and a.flags.owndata) or not np.may_share_memory(out, a):
         return True
     return bool(
         out.__array_interface__["data"][0] == a.__array_interface__["data"][0]

@@ -16,6 +16,7 @@ from ._arrays import (
     copy_result,
     direct_out,
     normalize_axis,
+    plain_out,
     scratch_like,
 )
 
@@ -35,6 +36,9 @@ _BackwardKernel = Callable[[NDArray[Any], NDArray[Any], NDArray[Any], int], None
 
 def _normalize(kernel: _Kernel, x: ArrayLike, axis: int, out: FloatArray | None) -> FloatArray:
     """Run a softmax-like kernel whose output has the input's shape."""
+    if out is not None and plain_out(x, out):
+        kernel(x, out, normalize_axis(axis, x.ndim))
+        return out
     a, result_dtype = as_float_array(x, native16=True)
     ax = normalize_axis(axis, a.ndim)
     if out is None:
