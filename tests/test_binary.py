@@ -451,3 +451,28 @@ def test_log_sigmoid_tail_keeps_relative_accuracy(simd_target, dtype):
     r = reference.sigmoid(-x)
     rel = np.abs(as_f64(logitkit.sigmoid(-x)) - r) / r
     assert np.max(rel) <= rtol, (np.max(rel), x[np.argmax(rel)])
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=dtype_id)
+def test_bce_loss_beyond_the_dtype_range_averages_into_it(simd_target, dtype):
+    # float32 losses are computed in float32, but one beyond float32's range (a target far
+    # outside [0, 1] times a huge logit) is recomputed in double, so that a mean that fits
+    # is finite; also when the gradient overwrites the logits (in place) meanwhile.
+    n = 1000
+    z = np.zeros(n, dtype=dtype)
+    y = np.full(n, 0.5, dtype=dtype)
+    z[3], y[3] = -1e30, 1e10  # loss 1e40
+    z[700], y[700] = 3e38, -2.0  # loss (1 - y) z = 9e38
+    for opts in ({}, {"weight": np.full(n, 2.0, dtype=dtype)},
+                 {"pos_weight": np.asarray(3.0, dtype=dtype)}):
+        for reduction in ("mean",):  # the sum is beyond float32's range itself
+            ref_loss, ref_grad = reference.binary_cross_entropy(
+                z, y, reduction=reduction, return_grad=True, **opts)
+            assert_loss_close(logitkit.binary_cross_entropy(z, y, reduction=reduction, **opts),
+                              ref_loss, "loss", dtype, reduction)
+            zc = z.copy()
+            loss, grad = logitkit.binary_cross_entropy(zc, y, reduction=reduction,
+                                                       return_grad=True, grad_out=zc, **opts)
+            assert grad is zc
+            assert_loss_close(loss, ref_loss, "loss", dtype, reduction + " in place")
+            assert_loss_close(grad, ref_grad, "grad", dtype, reduction + " in place")
