@@ -282,3 +282,53 @@ def test_divergences_and_backward(simd_target, shape_axis, dtype):
         ref_lsb = reference.log_softmax_backward(g64, lp64, axis=axis)
     assert_ulp(logitkit.log_softmax_backward(gout, lp, axis=axis), ref_lsb, dtype,
                "log_softmax_backward", operand_scale=scale)
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 17), (5, 33), (2, 1000)],
+                         ids=["1", "7", "3x17", "5x33", "2x1000"])
+def test_binary_family(simd_target, shape, dtype):
+    """sigmoid, log_sigmoid and binary_cross_entropy read 16-bit arrays natively: vector
+    tails, out= and in place, strided input, weights and pos_weight, grad_out."""
+    rng = rng_for("half-binary", shape, dtype.name)
+    x = logits_for(rng, shape, dtype, scale=6.0)
+    x.flat[0] = np.inf
+    if x.size > 2:
+        x.flat[1] = -np.inf
+        x.flat[2] = np.nan
+    x64 = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        ref_s, ref_ls = reference.sigmoid(x64), reference.log_sigmoid(x64)
+    for name, ref in (("sigmoid", ref_s), ("log_sigmoid", ref_ls)):
+        fn = getattr(logitkit, name)
+        assert_ulp(fn(x), ref, dtype, name)
+        out = np.empty_like(x)
+        fn(x, out=out)
+        assert_ulp(out, ref, dtype, f"{name} out=")
+        y = x.copy()
+        fn(y, out=y)
+        assert_ulp(y, ref, dtype, f"{name} in place")
+        if x.ndim == 2:
+            view = x[:, ::-1]
+            with np.errstate(all="ignore"):
+                ref_v = getattr(reference, name)(view.astype(np.float64))
+            assert_ulp(fn(view), ref_v, dtype, f"{name} view")
+    z = logits_for(rng, shape, dtype, scale=4.0)
+    t = rng.random(shape).astype(dtype)
+    w = rng.uniform(0.5, 2.0, shape).astype(dtype)
+    pw = rng.uniform(0.5, 3.0, shape[-1:]).astype(dtype)
+    z64, t64, w64, pw64 = (a.astype(np.float64) for a in (z, t, w, pw))
+    for kwargs, ref_kwargs in (({}, {}), ({"weight": w, "pos_weight": pw},
+                                          {"weight": w64, "pos_weight": pw64})):
+        for reduction in ("mean", "none"):
+            loss, grad = logitkit.binary_cross_entropy(z, t, reduction=reduction,
+                                                       return_grad=True, **kwargs)
+            ref_loss, ref_grad = reference.binary_cross_entropy(
+                z64, t64, reduction=reduction, return_grad=True, **ref_kwargs)
+            assert_ulp(loss, ref_loss, dtype, f"bce {reduction}")
+            assert_ulp(grad, ref_grad, dtype, f"bce grad {reduction}", operand_scale=6.0)
+        zz = z.copy()
+        _, grad = logitkit.binary_cross_entropy(zz, t, return_grad=True, grad_out=zz, **kwargs)
+        assert grad is zz
+        _, ref_grad = reference.binary_cross_entropy(z64, t64, return_grad=True, **ref_kwargs)
+        assert_ulp(grad, ref_grad, dtype, "bce grad_out=logits", operand_scale=6.0)

@@ -77,16 +77,6 @@ constexpr LossKernels<S> loss_kernels() {
   };
 }
 
-// The 16-bit formats, while only some kernels take them: the others are null, and the
-// drivers reject those dtypes for them.
-template <class S>
-constexpr LossKernels<S> half_loss_kernels() {
-  return LossKernels<S>{
-      &cross_entropy_rows<S>, &cross_entropy_cols<S>, &entropy_rows<S>, &kl_divergence_rows<S>,
-      &softmax_backward_rows<S>, &log_softmax_backward_rows<S>, nullptr, nullptr, nullptr,
-  };
-}
-
 }  // namespace
 
 const KernelTable* kernel_table() {
@@ -94,7 +84,7 @@ const KernelTable* kernel_table() {
                                  softmax_kernels<float>(),    softmax_kernels<double>(),
                                  softmax_kernels<Float16>(),  softmax_kernels<BFloat16>(),
                                  loss_kernels<float>(),       loss_kernels<double>(),
-                                 half_loss_kernels<Float16>(), half_loss_kernels<BFloat16>()};
+                                 loss_kernels<Float16>(),     loss_kernels<BFloat16>()};
   return &table;
 }
 

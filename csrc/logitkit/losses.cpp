@@ -15,12 +15,6 @@ namespace {
 
 constexpr idx kLabelSize = sizeof(std::int64_t);
 
-// A kernel that the 16-bit formats do not have yet is null in their tables.
-template <class Kernel>
-Kernel require(Kernel kernel) {
-  if (!kernel) throw std::invalid_argument("this function does not take float16/bfloat16 input");
-  return kernel;
-}
 
 // The per-row losses as the kernels write them: a C-contiguous array of doubles of the
 // batch shape, zeroed (a float32 row's loss may overflow float32 while the batch's mean
@@ -346,7 +340,7 @@ void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis
   }
   run_rows<S>({{&logits, true, sizeof(S), false}, {&out, false, sizeof(S), true}}, axis,
               [&](const RowBatch& b) {
-                require(k.entropy_rows)(b.at<const S>(0), b.row_stride[0], b.at<S>(1), b.row_stride[1],
+                k.entropy_rows(b.at<const S>(0), b.row_stride[0], b.at<S>(1), b.row_stride[1],
                                b.rows, b.n);
               });
 }
@@ -382,7 +376,7 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
       a.grad_row_stride = b.row_stride[3];
     }
     a.grad_scale = static_cast<T>(grad_scale);
-    require(k.kl_divergence_rows)(a);
+    k.kl_divergence_rows(a);
   });
 }
 
@@ -393,7 +387,7 @@ void backward_typed(const StridedArray& g, const StridedArray& y, const StridedA
   check_axis(g, axis);
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (g.shape[axis] == 0) return;
-  auto fn = require(kLog ? k.log_softmax_backward_rows : k.softmax_backward_rows);
+  auto fn = kLog ? k.log_softmax_backward_rows : k.softmax_backward_rows;
   run_rows<S>({{&g, true, sizeof(S), false}, {&y, true, sizeof(S), false},
                {&out, true, sizeof(S), true}},
               axis, [&](const RowBatch& b) {
@@ -445,7 +439,7 @@ void log_softmax_backward(DType dtype, const StridedArray& grad_output,
 void sigmoid(DType dtype, const void* x, void* out, idx size) {
   with_storage_type(dtype, [&](auto s) {
     using S = decltype(s);
-    require(loss_kernels_for<S>(active_kernels()).sigmoid)(static_cast<const S*>(x),
+    loss_kernels_for<S>(active_kernels()).sigmoid(static_cast<const S*>(x),
                                                            static_cast<S*>(out), size);
   });
 }
@@ -453,7 +447,7 @@ void sigmoid(DType dtype, const void* x, void* out, idx size) {
 void log_sigmoid(DType dtype, const void* x, void* out, idx size) {
   with_storage_type(dtype, [&](auto s) {
     using S = decltype(s);
-    require(loss_kernels_for<S>(active_kernels()).log_sigmoid)(static_cast<const S*>(x),
+    loss_kernels_for<S>(active_kernels()).log_sigmoid(static_cast<const S*>(x),
                                                                static_cast<S*>(out), size);
   });
 }
@@ -475,7 +469,7 @@ double bce_typed(const void* logits, const void* target, const void* weight,
   a.loss = static_cast<S*>(loss);
   a.grad = static_cast<S*>(grad);
   a.grad_scale = static_cast<T>(grad_scale);
-  return require(loss_kernels_for<S>(active_kernels()).bce_rows)(a);
+  return loss_kernels_for<S>(active_kernels()).bce_rows(a);
 }
 }  // namespace
 

@@ -18,7 +18,7 @@ __all__ = ["sigmoid", "log_sigmoid", "binary_cross_entropy"]
 
 
 def _elementwise(kernel: _Kernel, x: ArrayLike, out: FloatArray | None) -> Any:
-    a, result_dtype = as_float_array(x)
+    a, result_dtype = as_float_array(x, native16=True)
     src = a if a.flags.c_contiguous else np.ascontiguousarray(a)
     if out is not None:
         check_out(out, a.shape, result_dtype)
@@ -191,7 +191,7 @@ def binary_cross_entropy(
     grad : ndarray
         Only with ``return_grad=True``.
     """
-    z, result_dtype = as_float_array(logits, "logits")
+    z, result_dtype = as_float_array(logits, "logits", native16=True)
     code = reduction_code(reduction)
     # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
     zc = z if z.flags.c_contiguous else z.copy(order="C")
