@@ -332,3 +332,20 @@ def test_binary_family(simd_target, shape, dtype):
         assert grad is zz
         _, ref_grad = reference.binary_cross_entropy(z64, t64, return_grad=True, **ref_kwargs)
         assert_ulp(grad, ref_grad, dtype, "bce grad_out=logits", operand_scale=6.0)
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+def test_wider_targets_are_not_rounded_to_16_bits(simd_target, dtype):
+    """float32 targets of 16-bit logits are used as they are (the fuzzer's case: a float16
+    logit of 27232 with a float32 target; rounding the target to float16 moved the loss
+    by 2 units)."""
+    z = np.array([27232.0, -27232.0, 3.0]).astype(dtype)
+    t = np.array([0x3F69AA59, 0x3F1B4C7B, 0x3ECCCCCD], dtype=np.uint32).view(np.float32)
+    ref = reference.binary_cross_entropy(z.astype(np.float64), t.astype(np.float64),
+                                         reduction="none")
+    assert_ulp(logitkit.binary_cross_entropy(z, t, reduction="none"), ref, dtype, "bce")
+    zz = np.array([[3000.0, -3000.0, 0.5]]).astype(dtype)
+    probs = np.array([[0x3E99999A, 0x3F0CCCCD, 0x3E4CCCCD]], dtype=np.uint32).view(np.float32)
+    ref = reference.cross_entropy(zz.astype(np.float64), probs.astype(np.float64),
+                                  reduction="none")
+    assert_ulp(logitkit.cross_entropy(zz, probs, reduction="none"), ref, dtype, "ce")

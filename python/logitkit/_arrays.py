@@ -85,6 +85,20 @@ def as_float_array(
     raise TypeError(f"{name} must be a real numeric array, got dtype {dt}")
 
 
+def widen_for(a: NDArray[Any], *others: Any) -> NDArray[Any]:
+    """``a`` as float32 where it is 16-bit and one of ``others`` (targets, weights) holds
+    wider floats: rounding those to 16 bits first would cost the result precision
+    (a float32 target of a float16 logit of 27232 moves the loss by 2 units), so the
+    kernels then compute from float32 copies; the result keeps the 16-bit dtype."""
+    if a.dtype.itemsize != 2:
+        return a
+    for o in others:
+        dt = getattr(o, "dtype", None)
+        if dt is not None and dt.kind == "f" and dt.itemsize > 2:
+            return a.astype(F32)
+    return a
+
+
 _BFLOAT16_MAX = 3.3895313892515355e38
 
 

@@ -8,7 +8,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
-from ._arrays import as_float_array, cast_result, check_out, copy_result, direct_out, is_half
+from ._arrays import (
+    as_float_array,
+    cast_result,
+    check_out,
+    copy_result,
+    direct_out,
+    is_half,
+    widen_for,
+)
 from ._cross_entropy import reduce_losses, reduction_code
 from ._typing import FloatArray, Loss, Reduction
 
@@ -193,11 +201,12 @@ def binary_cross_entropy(
     """
     z, result_dtype = as_float_array(logits, "logits", native16=True)
     code = reduction_code(reduction)
-    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
-    zc = z if z.flags.c_contiguous else z.copy(order="C")
     t = np.asarray(target)
     if t.shape != z.shape:
         raise ValueError(f"target has shape {t.shape}, expected the logits' shape {z.shape}")
+    z = widen_for(z, t, np.asarray(weight), np.asarray(pos_weight))
+    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
+    zc = z if z.flags.c_contiguous else z.copy(order="C")
     y = _as_operand(t, "target", z.shape, z.dtype)
     w = None if weight is None else _as_operand(weight, "weight", z.shape, z.dtype)
     pw = None

@@ -20,6 +20,7 @@ from ._arrays import (
     direct_out,
     dtype_max,
     is_half,
+    widen_for,
     normalize_axis,
     overlaps_any,
     plain_out,
@@ -368,6 +369,9 @@ def cross_entropy(
     n = shape[ax]
     batch_shape = shape[:ax] + shape[ax + 1 :]
     w = _class_weights(weight, n, z.dtype)
+    if z.dtype.itemsize == 2 and not isinstance(target, np.ndarray):
+        target = np.asarray(target)
+    z = widen_for(z, target)  # float32 probability targets of 16-bit logits
     labels, probs = _target(target, z, ax, batch_shape, ignore)
     grad: NDArray[Any] | None = None
     returned: FloatArray | None = None
