@@ -108,8 +108,12 @@ LK_ALWAYS_INLINE void lk_load_vector(T* __restrict v, const S* __restrict x) {
 #endif
 #if defined(__AVX512F__) && defined(__AVX512BW__)
   if constexpr (L == 16 && std::is_same<S, BFloat16>::value) {
-    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
-    _mm512_storeu_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+    // Word j to the upper half of lane j (the lower halves zeroed): one vpermw.
+    const __m512i spread = _mm512_set_epi16(
+        15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0, 7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0,
+        1, 0, 0, 0);
+    const __m512i h = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+    _mm512_storeu_ps(v, _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xAAAAAAAAu, spread, h)));
     return;
   }
 #endif
@@ -161,11 +165,15 @@ LK_ALWAYS_INLINE void lk_store_vector(S* __restrict x, const T* __restrict v) {
     const __m512 f = _mm512_loadu_ps(v);
     const __m512i u = _mm512_castps_si512(f);
     const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_srli_epi32(
-        _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd), 16);
+    __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd);
     const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
-    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(x), _mm512_cvtepi32_epi16(r));
+    r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
+    // The upper halves of the 16 lanes, in order, into the lower 256 bits: one vpermw.
+    const __m512i upper = _mm512_set_epi16(
+        31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1, 31, 29, 27, 25, 23, 21, 19, 17,
+        15, 13, 11, 9, 7, 5, 3, 1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(x),
+                        _mm512_castsi512_si256(_mm512_permutexvar_epi16(upper, r)));
     return;
   }
 #endif

@@ -527,6 +527,63 @@ inline bool lk_row_has_nan(const S* x, idx n) {
   return false;
 }
 
+// Memory the kernels need on every call is kept per thread instead of allocated per call:
+// a 32 x 10 softmax spent a sixth of its time in operator new and delete for its column
+// state and scratch block. (thread_local in this translation unit: nothing is shared
+// between targets' translation units.)
+//
+// The state of one block of columns (`Work`, tens of KiB: too much for small thread
+// stacks, musl's default is 128 KiB): one per kernel and thread, allocated on first use.
+// Each kernel has its own Work type and never runs inside itself, so a thread's Work is
+// never in use twice at once.
+template <class Work>
+Work& lk_thread_work() {
+  static thread_local std::unique_ptr<Work> work;
+  if (!work) work.reset(new Work);
+  return *work;
+}
+
+// A thread's buffer for small scratch blocks, lent to one LkScratch at a time.
+struct LkThreadScratch {
+  static constexpr std::size_t kBytes = 16 * 1024;
+  alignas(64) unsigned char bytes[kBytes];
+  bool lent = false;
+};
+
+// Scratch memory for one call: the thread's LkThreadScratch when it is free and large
+// enough (the short rows of small calls), else plain operator new.
+template <class T>
+struct LkScratch {
+  T* data = nullptr;
+  LkThreadScratch* borrowed = nullptr;
+  explicit LkScratch(idx count) {
+    if (count <= 0) return;
+    if (static_cast<std::size_t>(count) * sizeof(T) <= LkThreadScratch::kBytes) {
+      LkThreadScratch& buffer = lk_thread_work<LkThreadScratch>();
+      if (!buffer.lent) {
+        buffer.lent = true;
+        borrowed = &buffer;
+        data = reinterpret_cast<T*>(buffer.bytes);
+        return;
+      }
+    }
+    data = static_cast<T*>(::operator new(count * sizeof(T)));
+  }
+  ~LkScratch() {
+    if (borrowed)
+      borrowed->lent = false;
+    else
+      ::operator delete(data);
+  }
+  LkScratch(const LkScratch&) = delete;
+  LkScratch& operator=(const LkScratch&) = delete;
+};
+
+// 16-bit rows of up to kNarrowKeep elements (16 KiB of floats, half of L1) keep their
+// exponentials (softmax, cross-entropy) in a row of floats rather than in the output:
+// one rounding instead of two, and no conversions between the passes.
+constexpr idx kNarrowKeep = 4096;
+
 // For a 16-bit S, softmax rounds twice (the exponential stored in `out`, then the
 // normalized value): exp(x - shift) * (1 + d1) / s * (1 + d2) with |d1|, |d2| <= 2^-11
 // (float16) is within 1 ulp of the product, and a subnormal result loses at most half a
@@ -534,9 +591,18 @@ inline bool lk_row_has_nan(const S* x, idx n) {
 // grows the magnitude: again within 1 ulp.
 template <class S, class T = compute_t<S>>
 void softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows, idx n) {
+  constexpr bool kNarrow = sizeof(S) < sizeof(T);
+  LkScratch<T> exp_row(kNarrow && n <= kNarrowKeep ? n : 0);
   lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const S* next, T* next_max) {
     const S* xr = x + r * x_row_stride;
     S* orow = out + r * out_row_stride;
+    if (kNarrow && exp_row.data) {
+      T* e = exp_row.data;
+      const T inv = T(1) / lk_exp_sum_row(xr, e, n, lk_shift_for(m), next, next_max);
+      lk_write_row(orow, e, static_cast<const S*>(nullptr), n,
+                   [inv](T v, T, idx) { return v * inv; });
+      return;
+    }
     const T inv = T(1) / lk_exp_sum_row(xr, orow, n, lk_shift_for(m), next, next_max);
     lk_map_row(orow, orow, n, [inv](T v) { return v * inv; });
   });
@@ -552,6 +618,14 @@ void log_softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, 
     const T shift = lk_shift_for(m.value);
     // Pass 2 leaves x - shift in out; pass 3 subtracts log s. ((x - shift) - log_sum, not
     // x - (shift + log_sum): with shift = 1e30 the latter would round log_sum away.)
+    // A 16-bit row takes x - shift from x again instead (no conversions in between, one
+    // rounding); in place, each element is read before it is written.
+    if constexpr (sizeof(S) < sizeof(T)) {
+      const T log_sum = lk_log_sum<T>(lk_exp_sum_minus_one_row<false>(
+          xr, static_cast<S*>(nullptr), n, shift, m.lane, next, next_max));
+      lk_map_row(xr, orow, n, [shift, log_sum](T v) { return (v - shift) - log_sum; });
+      return;
+    }
     const T log_sum = lk_log_sum<T>(
         lk_exp_sum_minus_one_row<true>(xr, orow, n, shift, m.lane, next, next_max));
     lk_map_row(orow, orow, n, [log_sum](T v) { return v - log_sum; });
@@ -604,57 +678,6 @@ inline idx lk_column_block(idx n) {
 
 constexpr idx lk_max_column_block = 1024;
 
-// Memory the kernels need on every call is kept per thread instead of allocated per call:
-// a 32 x 10 softmax spent a sixth of its time in operator new and delete for its column
-// state and scratch block. (thread_local in this translation unit: nothing is shared
-// between targets' translation units.)
-//
-// The state of one block of columns (`Work`, tens of KiB: too much for small thread
-// stacks, musl's default is 128 KiB): one per kernel and thread, allocated on first use.
-// Each kernel has its own Work type and never runs inside itself, so a thread's Work is
-// never in use twice at once.
-template <class Work>
-Work& lk_thread_work() {
-  static thread_local std::unique_ptr<Work> work;
-  if (!work) work.reset(new Work);
-  return *work;
-}
-
-// A thread's buffer for small scratch blocks, lent to one LkScratch at a time.
-struct LkThreadScratch {
-  static constexpr std::size_t kBytes = 16 * 1024;
-  alignas(64) unsigned char bytes[kBytes];
-  bool lent = false;
-};
-
-// Scratch memory for one call: the thread's LkThreadScratch when it is free and large
-// enough (the short rows of small calls), else plain operator new.
-template <class T>
-struct LkScratch {
-  T* data = nullptr;
-  LkThreadScratch* borrowed = nullptr;
-  explicit LkScratch(idx count) {
-    if (count <= 0) return;
-    if (static_cast<std::size_t>(count) * sizeof(T) <= LkThreadScratch::kBytes) {
-      LkThreadScratch& buffer = lk_thread_work<LkThreadScratch>();
-      if (!buffer.lent) {
-        buffer.lent = true;
-        borrowed = &buffer;
-        data = reinterpret_cast<T*>(buffer.bytes);
-        return;
-      }
-    }
-    data = static_cast<T*>(::operator new(count * sizeof(T)));
-  }
-  ~LkScratch() {
-    if (borrowed)
-      borrowed->lent = false;
-    else
-      ::operator delete(data);
-  }
-  LkScratch(const LkScratch&) = delete;
-  LkScratch& operator=(const LkScratch&) = delete;
-};
 
 // A block of columns as the passes see it: row c of the block starts at base + c * stride.
 template <class S>
