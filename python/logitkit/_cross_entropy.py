@@ -369,9 +369,9 @@ def cross_entropy(
     n = shape[ax]
     batch_shape = shape[:ax] + shape[ax + 1 :]
     w = _class_weights(weight, n, z.dtype)
-    if z.dtype.itemsize == 2 and not isinstance(target, np.ndarray):
+    if z.dtype.itemsize == 2:
         target = np.asarray(target)
-    z = widen_for(z, target)  # float32 probability targets of 16-bit logits
+        z = widen_for(z, target)  # float32 probability targets of 16-bit logits
     labels, probs = _target(target, z, ax, batch_shape, ignore)
     grad: NDArray[Any] | None = None
     returned: FloatArray | None = None
