@@ -1091,6 +1091,39 @@ def print_results(rows: list[Row], markdown: bool) -> None:
     )
 
 
+def print_wide(rows: list[Row]) -> None:
+    """The README's table: one row per operation and array, the memcpy's time, logitkit's
+    (in bold, with its multiple of the memcpy) and each other implementation's, in ms."""
+    impls = [i for i in dict.fromkeys(r.impl for r in rows if r.op != "memcpy") if i != "logitkit"]
+    names = {"numpy": "NumPy", "scipy": "SciPy", "torch": "PyTorch", "jax": "JAX"}
+    header = ["op", "shape", "dtype, axis", "memcpy ms", "logitkit ms (× memcpy)"]
+    header += [names.get(i, i) for i in impls]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|")
+
+    def cell(row: Row | None) -> str:
+        if row is None:
+            return "–"
+        if row.skipped:
+            return "n/a"
+        return format_ms(row.seconds) + ("" if row.ok else " !")
+
+    for op in ordered_ops(rows):
+        if op == "memcpy":
+            continue
+        for case in dict.fromkeys(r.case for r in rows if r.op == op):
+            found = {r.impl: r for r in rows if r.op == op and r.case is case}
+            lk = found.get("logitkit")
+            dtype = np.dtype(case.dtype).name.replace("float", "f")  # f32, f16, bf16
+            axis = case.kind_label.split("axis ")[-1]
+            memcpy_ms = format_ms(next(iter(found.values())).memcpy_seconds)
+            lk_cell = "–" if lk is None else (
+                "n/a" if lk.skipped else f"**{cell(lk)}** ({lk.ratio:.2f})")
+            cells = [op, case.shape_label, f"{dtype}, {axis}", memcpy_ms, lk_cell]
+            cells += [cell(found.get(i)) for i in impls]
+            print("| " + " | ".join(cells) + " |")
+
+
 def print_latency(rows: list[Row], markdown: bool) -> None:
     """One row per implementation, one column per (operation, array) of LATENCIES."""
     columns = list(dict.fromkeys((row.op, row.case) for row in rows))
@@ -1303,7 +1336,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"timing {case.shape_label} {case.kind_label} ...", file=sys.stderr, flush=True)
         rows += bench_case(case, rows_for(case), settings, notes)
     if rows:
-        print_results(rows, args.markdown)
+        if args.markdown:
+            print_wide(rows)  # the README's layout; the long table is the plain-text one
+        else:
+            print_results(rows, args.markdown)
         print()
         print("x memcpy: time / time of np.copyto of the same array in the same run")
         print("(a one-pass softmax, or cross_entropy+grad, reads the array and writes one as")
