@@ -41,9 +41,10 @@ Differences from SciPy, all deliberate:
   (scipy/scipy#19521).
 
 How the work is done: one axis goes straight to logitkit's kernel; several axes are
-moved to the end and merged, ``axis=None`` is a ravel. float16 (and 8-bit integer)
-input to softmax, log_softmax and logsumexp is computed in float32 and returned in
-SciPy's dtype. :func:`expit` and :func:`log_expit` pick the loop (float32, float64 or long
+moved to the end and merged, ``axis=None`` is a ravel. float16 (and 8-bit integer) and
+bfloat16 input to softmax, log_softmax and logsumexp is read in 16 bits, computed in
+float32 registers and returned in SciPy's dtype (bfloat16 for bfloat16; SciPy's
+logsumexp rejects it). :func:`expit` and :func:`log_expit` pick the loop (float32, float64 or long
 double) that SciPy's ufuncs would, which depends on SciPy's version: SciPy 1.18 lists
 its float32 loop first, so float16, booleans and integers of up to 16 bits give float32
 (before: float64). The installed SciPy decides (its ``expit.types`` if it is imported,
@@ -345,8 +346,9 @@ def softmax(x: ArrayLike, axis: Axis = None) -> FloatResult:
     -----
     One axis is computed by logitkit's kernel in place of SciPy's four NumPy passes;
     several axes are first moved to the end and merged (a copy unless they are the
-    trailing axes of a C-contiguous array). float16 and 8-bit integer input is computed
-    in float32 (SciPy computes float16 in float16, so the results are more accurate).
+    trailing axes of a C-contiguous array). float16, bfloat16 and 8-bit integer input
+    is computed in float32 registers (SciPy computes float16 in float16, so the results
+    are more accurate).
     Special values are SciPy's: ``-inf`` gives probability 0; a slice that holds
     ``+inf`` or NaN, or is all ``-inf``, is NaN.
 
@@ -636,8 +638,8 @@ def logsumexp(
 
     Notes
     -----
-    Without `b`, logitkit's kernel does the work for float16/32/64 and integer input
-    (float16 in float32). With `b`, SciPy's algorithm runs in NumPy: the largest term is
+    Without `b`, logitkit's kernel does the work for float16/32/64, bfloat16 and integer
+    input (16-bit input in float32 registers). With `b`, SciPy's algorithm runs in NumPy: the largest term is
     factored out and the rest summed with ``log1p`` (see ``_numpy_logsumexp``).
 
     Special values are SciPy's: an empty reduction is ``-inf`` (with sign -1); an all
