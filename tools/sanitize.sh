@@ -140,7 +140,15 @@ main() {
   # detect_leaks=0: CPython does not free everything at exit. abort_on_error=1: a report ends
   # in SIGABRT (faulthandler then shows the Python stack). log_path: one file per process.
   # Options already in the environment come last, so they win.
-  local asan="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=1"
+  # detect_stack_use_after_return moves locals to ASan's "fake stack", whose frames GCC 12
+  # does not align for 64-byte locals: the AVX-512 kernels keep 64-byte-aligned arrays there
+  # (half.inl's lk_write_row) and the aligned load of one faults (#GP, reported as a SEGV
+  # at `vmovaps -0x9c0(%r11),%zmm6`, the fake frame in r11). So with GCC the check is off;
+  # a Clang run keeps it.
+  local use_after_return=1
+  [[ $COMPILER == gcc ]] && use_after_return=0
+  local asan="detect_leaks=0:abort_on_error=1:halt_on_error=1"
+  asan+=":detect_stack_use_after_return=$use_after_return"
   asan+=":check_initialization_order=1:strict_init_order=1:log_path=$LOG_DIR/asan"
   export ASAN_OPTIONS="$asan${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
   local ubsan="print_stacktrace=1:halt_on_error=1:abort_on_error=1:log_path=$LOG_DIR/ubsan"
