@@ -87,6 +87,18 @@ TOLERANCES = {
                            "log_rtol": 1e-13},
 }
 
+# bfloat16 (ml_dtypes.bfloat16, when installed): float16's tolerances scaled to its
+# precision, eps 2**-7 against float16's 2**-10 (rtol 8e-3 = 8 x 1e-3, still at least
+# 2 ulp); its floor is its smallest normal, 2**-126 ~ 1.18e-38 (float32's exponent
+# range), below which the spacing is 2**-133 ~ 9.2e-41.
+try:
+    import ml_dtypes as _ml_dtypes
+except ImportError:  # pragma: no cover - bfloat16 is optional
+    _ml_dtypes = None
+if _ml_dtypes is not None:
+    TOLERANCES[np.dtype(_ml_dtypes.bfloat16)] = {
+        "prob_rtol": 8e-3, "prob_floor": 1.18e-38, "prob_atol": 9.2e-41, "log_rtol": 8e-3}
+
 _KINDS = ("softmax", "log_softmax", "logsumexp")
 
 

@@ -28,9 +28,14 @@ import numpy as np
 __all__ = ["softmax", "log_softmax", "logsumexp"]
 
 
+def _is_bfloat16(dtype):
+    """ml_dtypes.bfloat16 (a NumPy dtype of kind "V"): converted to float64 exactly."""
+    return dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
 def _as_float64(x):
     x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
+    if x.dtype.kind not in "biuf" and not _is_bfloat16(x.dtype):
         raise TypeError(f"reference: unsupported dtype {x.dtype}")
     return x.astype(np.float64)
 
@@ -217,7 +222,7 @@ def cross_entropy(logits, target, axis=-1, weight=None, ignore_index=-100,
                     - (1.0 - eps) * w_t[..., None] * onehot
                     - (eps / n_classes) * w)
             grad = np.where(valid[..., None], grad, 0.0)
-        elif target.dtype.kind == "f":
+        elif target.dtype.kind == "f" or _is_bfloat16(target.dtype):
             y = np.moveaxis(target.astype(np.float64), axis, -1)
             if y.shape != z.shape:
                 raise ValueError("reference: probability target of the wrong shape")

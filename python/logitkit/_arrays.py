@@ -87,14 +87,21 @@ def as_float_array(
 
 def widen_for(a: NDArray[Any], *others: Any) -> NDArray[Any]:
     """``a`` as float32 where it is 16-bit and one of ``others`` (targets, weights) holds
-    wider floats: rounding those to 16 bits first would cost the result precision
-    (a float32 target of a float16 logit of 27232 moves the loss by 2 units), so the
-    kernels then compute from float32 copies; the result keeps the 16-bit dtype."""
+    wider floats, or the other 16-bit format: rounding those to ``a``'s format first would
+    cost the result precision (a float32 target of a float16 logit of 27232 moves the
+    loss by 2 units; a float16 target of bfloat16 logits loses 3 bits, a bfloat16 weight
+    of float16 logits its range), so the kernels then compute from float32 copies; the
+    result keeps the 16-bit dtype."""
     if a.dtype.itemsize != 2:
         return a
+    a_bf16 = is_bfloat16(a.dtype)
     for o in others:
         dt = getattr(o, "dtype", None)
-        if dt is not None and dt.kind == "f" and dt.itemsize > 2:
+        if dt is None:
+            continue
+        if dt.kind == "f" and dt.itemsize > 2:
+            return a.astype(F32)
+        if is_half(dt) and is_bfloat16(dt) != a_bf16:
             return a.astype(F32)
     return a
 
