@@ -150,13 +150,11 @@ def is_float(dtype):
     return dtype.kind == "f" or is_bf16(dtype)
 
 
-# A known kernel bug, accepted unless --strict-known (reported, with a failing test:
-# tests/test_half_fuzz_regressions.py): the kernels' exp on shifted arguments flushes
-# results below float32's smallest normal, 2**-126, to zero, which is also bfloat16's
-# smallest normal; so bfloat16 probabilities (softmax, sigmoid, special.softmax) in its
-# subnormal range come out 0 instead of within 2 ulp (2**-133 each).  Only exact zeros
-# where the reference is below 2**-126 (and its bfloat16 rounding) are accepted.
-ACCEPT_KNOWN_BF16_FLUSH = True
+# Formerly a known kernel bug, accepted unless --strict-known: the kernels' exp on
+# shifted arguments flushed results below 2**-126 (bfloat16's smallest normal) to zero.
+# Fixed (bfloat16 outputs take the general exp); the acceptance is off, --strict-known
+# is kept as a no-op for old command lines.
+ACCEPT_KNOWN_BF16_FLUSH = False
 _BF16_TINY = 2.0 ** -126
 
 

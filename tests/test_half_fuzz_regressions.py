@@ -2,9 +2,7 @@
 (``python tests/fuzzing.py --dtypes float16,bfloat16``), in test_half.py's terms: each
 result within 2 units in the last place of its dtype of the float64 result.
 
-A test marked ``xfail(strict=True)`` reproduces a kernel (C++) bug that is reported, not
-fixed here; it starts to pass (and so fails as XPASS) once the kernels are fixed: then
-drop the mark, and the fuzzer's matching acceptance (``fuzzing.ACCEPT_KNOWN_BF16_FLUSH``).
+Each test failed before its fix.
 """
 
 import numpy as np
@@ -25,12 +23,39 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 SUBNORMAL_LOGITS = [-88.5, -89.0, -90.0, -92.0]
 
 
-@pytest.mark.xfail(strict=True, reason="kernel bug: the exp on shifted arguments flushes "
-                   "results below 2**-126 to zero, bfloat16's subnormal range")
-@pytest.mark.parametrize("name", ["softmax", "special.softmax", "sigmoid"])
+@pytest.mark.parametrize("name", ["softmax", "special.softmax", "sigmoid", "softmax axis 0",
+                                  "cross_entropy grad", "bce grad", "kl grad"])
 def test_bfloat16_subnormal_probabilities(simd_target, name):
-    """Fuzzer: ``--seed 20260101 --case 276 --small --strict-known`` (shrunk: softmax of a
-    (2, 14, 3, 3) bfloat16 array along axis -4: 0 where the result is 8.2e-40)."""
+    """Fuzzer: ``--seed 20260101 --case 276 --small`` (shrunk: softmax of a (2, 14, 3, 3)
+    bfloat16 array along axis -4: 0 where the result is 8.2e-40). The kernels' fast exp
+    flushed results below 2**-126, bfloat16's smallest normal too; bfloat16 outputs now
+    take the general exp (``lk_exp_shifted``)."""
+    row = np.array([[0.0] + SUBNORMAL_LOGITS], BF16)
+    row64 = row.astype(np.float64)
+    if name == "softmax axis 0":
+        assert_ulp(logitkit.softmax(row.T, axis=0), reference.softmax(row64.T, 0), BF16, name)
+        return
+    if name == "cross_entropy grad":
+        _, g = logitkit.cross_entropy(row, np.array([0]), reduction="sum", return_grad=True)
+        _, ref = reference.cross_entropy(row64, np.array([0]), reduction="sum",
+                                         return_grad=True)
+        assert_ulp(g[:, 1:], ref[:, 1:], BF16, name)
+        return
+    if name == "bce grad":
+        x = np.array(SUBNORMAL_LOGITS, BF16)
+        y = np.zeros(len(SUBNORMAL_LOGITS), BF16)
+        _, g = logitkit.binary_cross_entropy(x, y, reduction="sum", return_grad=True)
+        _, ref = reference.binary_cross_entropy(x.astype(np.float64), y.astype(np.float64),
+                                                reduction="sum", return_grad=True)
+        assert_ulp(g, ref, BF16, name)
+        return
+    if name == "kl grad":
+        q = np.zeros_like(row)
+        _, g = logitkit.kl_divergence(q, row, reduction="sum", return_grad=True)
+        _, ref = reference.kl_divergence(q.astype(np.float64), row64, reduction="sum",
+                                         return_grad=True)
+        assert_ulp(g, ref, BF16, name, operand_scale=1.0)
+        return
     if name == "sigmoid":
         x = np.array(SUBNORMAL_LOGITS, BF16)
         ref = reference.sigmoid(x.astype(np.float64))

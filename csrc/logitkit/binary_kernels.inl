@@ -32,10 +32,10 @@ inline double lk_log1p_unit(double t) {
   return 2.0 * s + 2.0 * s * s2 * p;
 }
 
-template <class T>
+template <class S, class T>
 inline T lk_sigmoid(T x) {
   const T ax = x < T(0) ? -x : x;
-  const T t = lk_exp_nonpositive(-ax);
+  const T t = lk_exp_shifted<S>(-ax);
   const T inv = T(1) / (T(1) + t);
   return x >= T(0) ? inv : t * inv;
 }
@@ -186,9 +186,10 @@ inline double lk_neg_abs(double x) {
   return lk_bit_cast<double>(lk_bit_cast<std::uint64_t>(x) | 0x8000000000000000u);
 }
 
-template <bool kSigmoid>
+// S: the storage type the sigmoid is written as (lk_exp_shifted).
+template <bool kSigmoid, class S = float>
 inline float lk_softplus_sigmoid(float x, float& sig) {
-  const float t = lk_exp_nonpositive(lk_neg_abs(x));
+  const float t = lk_exp_shifted<S>(lk_neg_abs(x));
   if (kSigmoid) {
     const float inv = 1.0f / (1.0f + t);
     sig = x >= 0.0f ? inv : t * inv;
@@ -196,7 +197,7 @@ inline float lk_softplus_sigmoid(float x, float& sig) {
   return lk_log1p_unit_poly(t);
 }
 
-template <bool kSigmoid>
+template <bool kSigmoid, class S = double>
 inline double lk_softplus_sigmoid(double x, double& sig) {
   const double t = lk_exp_nonpositive(lk_neg_abs(x));
   double s;
@@ -216,7 +217,7 @@ inline double lk_softplus_sigmoid(double x, double& sig) {
 template <class S>
 void sigmoid_array(const S* x, S* out, idx n) {
 #pragma omp simd
-  for (idx i = 0; i < n; ++i) out[i] = lk_st<S>(lk_sigmoid(lk_ld(x[i])));
+  for (idx i = 0; i < n; ++i) out[i] = lk_st<S>(lk_sigmoid<S>(lk_ld(x[i])));
 }
 
 // log_sigmoid for elements stored as S: to ~1 ulp of S. 16-bit formats, whose rounding
@@ -315,7 +316,7 @@ double bce_rows_for(const BceRows<S>& a) {
         const T wc = kWeight ? lk_ld(w[c]) : T(1);
         const T pwc = kPosWeight ? lk_ld(pw[c]) : T(1);
         T sig;
-        const T sp = lk_softplus_sigmoid<kGrad>(x, sig);
+        const T sp = lk_softplus_sigmoid<kGrad, S>(x, sig);
         const T neg = T(1) - yc;
         // In the compute type (a float32 loss in float32: converting A, B and the
         // factors to double cost as much as the rest of the loss); the rare loss beyond

@@ -181,12 +181,22 @@ inline double lk_exp_hi_lo(double x, double& lo) {
 // Special values: -inf -> 0, NaN -> NaN (the scale is 0 then, but p is NaN).
 // (x > 0 is outside the contract: right up to x = 88.7 / 709.7, wrong beyond.)
 
-inline float lk_exp_nonpositive(float x) {
+// kExtra = 8 (lk_exp_nonpositive_subnormal): results down into the subnormal range, for
+// bfloat16 outputs, whose smallest normal is float32's (2^-126) and whose subnormals
+// reach 2^-133: the scale is 2^(n + 8), normal down to n = -134, and the result is
+// multiplied by 2^-8 at the end (exact for normal results, one rounding for subnormal
+// ones). Below x = -93.6 (n = -135) the result is exactly 0, as the bfloat16 rounding of
+// anything below 2^-134 is.
+template <int kExtra>
+inline float lk_exp_nonpositive_scaled(float x) {
   // At x = -88, n = -127 and the scale 2^(n+127 biased) is the bit pattern 0: exactly 0.
-  x = x < -88.0f ? -88.0f : x;
-  // Shifter 1.5*2^23 + 127: the rounded integer n lands in the low mantissa bits already
-  // biased by 127, so shifting the bits left by 23 gives the float 2^n.
-  const float shifter = 12583039.0f;
+  // (With kExtra = 8: at x = -93.6, n = -135, likewise.)
+  constexpr float kLowest = kExtra == 0 ? -88.0f : -93.6f;
+  static_assert(kExtra == 0 || kExtra == 8, "the clamp is set for these two");
+  x = x < kLowest ? kLowest : x;
+  // Shifter 1.5*2^23 + 127 (+ kExtra): the rounded integer n lands in the low mantissa bits
+  // already biased by 127, so shifting the bits left by 23 gives the float 2^n.
+  const float shifter = 12583039.0f + static_cast<float>(kExtra);
   const float t = x * 1.44269504088896341f + shifter;
   const float n = t - shifter;
   const float scale = lk_bit_cast<float>(lk_bit_cast<std::uint32_t>(t) << 23);
@@ -211,8 +221,15 @@ inline float lk_exp_nonpositive(float x) {
   p = p * r + 0.49999043345451355f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  return p * scale;
+  if constexpr (kExtra == 0) {
+    return p * scale;
+  } else {
+    return (p * scale) * (1.0f / static_cast<float>(1 << kExtra));
+  }
 }
+
+inline float lk_exp_nonpositive(float x) { return lk_exp_nonpositive_scaled<0>(x); }
+inline float lk_exp_nonpositive_subnormal(float x) { return lk_exp_nonpositive_scaled<8>(x); }
 
 inline double lk_exp_nonpositive(double x) {
   // At x = -709, n = -1023 and the scale's bit pattern is 0.

@@ -54,7 +54,7 @@ LK_ALWAYS_INLINE void lk_narrow_grad_row(S* g, const T* e, const S* z, const S* 
                                          F f) {
   if (e) return lk_write_row(g, e, y, n, f);
   lk_map_rows2(z, y, g, n, [=](T zc, T yc, idx c) {
-    return f(lk_exp_nonpositive(zc - shift), yc, c);
+    return f(lk_exp_shifted<S>(zc - shift), yc, c);
   });
 }
 
@@ -282,7 +282,7 @@ void cross_entropy_cols(const CrossEntropyCols<S>& a) {
       w_t[j] = ignored[j] ? T(0) : (a.weight ? a.weight[t] : T(1));
       const T z_t = lk_ld(zb.base[target[j] * zb.stride + j]);
       gap_t[j] = double(shift[j]) - double(z_t);
-      if (kNarrow) e_t[j] = lk_exp_nonpositive(z_t - shift[j]);
+      if (kNarrow) e_t[j] = lk_exp_shifted<S>(z_t - shift[j]);
       smooth_gap[j] = 0;
       lse_is_inf[j] = lk_lse_is_inf(shift[j], zb.base + j, n, zb.stride);
     }
@@ -319,7 +319,7 @@ void cross_entropy_cols(const CrossEntropyCols<S>& a) {
         E* er = eb + c * e_stride;
 #pragma omp simd
         for (idx j = 0; j < w; ++j) {
-          const T v = lk_exp_nonpositive(lk_ld(zr[j]) - shift[j]);
+          const T v = lk_exp_shifted<S>(lk_ld(zr[j]) - shift[j]);
           er[j] = lk_st<E>(v);
           part[j] += v;
         }
@@ -530,8 +530,8 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
       const T xq = qv[j];
       const T up = pv[j] - shift_p;
       const T uq = xq - shift_q;
-      const T vp = lk_exp_nonpositive(up);
-      const T vq = lk_exp_nonpositive(uq);
+      const T vp = lk_exp_shifted<S>(up);
+      const T vq = lk_exp_shifted<S>(uq);
       ep[j] = vp;
       eq[j] = vq;
       // The largest up where Q rules the class out. Such a class's term is taken with
@@ -567,8 +567,8 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
       const T xq = bq[j];
       const T up = bp[j] - shift_p;
       const T uq = xq - shift_q;
-      const T vp = lk_exp_nonpositive(up);
-      const T vq = lk_exp_nonpositive(uq);
+      const T vp = lk_exp_shifted<S>(up);
+      const T vq = lk_exp_shifted<S>(uq);
       ep[j] = vp;
       eq[j] = vq;
       // The largest up where Q rules the class out. Such a class's term is taken with
@@ -675,8 +675,8 @@ void kl_divergence_rows(const KlRows<S>& a) {
                      [=](T e_q, T, idx c) { return e_q * inv_q - e_p[c] * inv_p; });
       } else {
         lk_map_rows2(zq, zp, g, n, [=](T xq, T xp, idx) {
-          return lk_exp_nonpositive(xq - shift_q) * inv_q -
-                 lk_exp_nonpositive(xp - shift_p) * inv_p;
+          return lk_exp_shifted<S>(xq - shift_q) * inv_q -
+                 lk_exp_shifted<S>(xp - shift_p) * inv_p;
         });
       }
     }

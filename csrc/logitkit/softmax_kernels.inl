@@ -414,7 +414,7 @@ inline auto lk_exp_sum_store(const S* x, E* e, idx n, T shift, const S* next, T*
     T xv[L];
     lk_load_vector(xv, x + i);
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive(xv[j] - shift);
+    for (idx j = 0; j < L; ++j) v[j] = lk_exp_shifted<S>(xv[j] - shift);
     if (e) {
       T ev[L];
 #pragma omp simd
@@ -434,7 +434,7 @@ inline auto lk_exp_sum_store(const S* x, E* e, idx n, T shift, const S* next, T*
     if (e && kStoreShifted)
       for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<E>(v[j] - shift);
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive(v[j] - shift);
+    for (idx j = 0; j < L; ++j) v[j] = lk_exp_shifted<S>(v[j] - shift);
     if (e && !kStoreShifted)
       for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<E>(v[j]);
     sum.add(v, saved, check_row, n, check_target, i);
@@ -830,7 +830,7 @@ void lk_normalize_cols(const S* x, idx x_axis_stride, idx x_col_stride, S* out,
         S* er = eb + c * e_stride;
 #pragma omp simd
         for (idx j = 0; j < w; ++j) {
-          const T v = lk_exp_nonpositive(lk_ld(xr[j]) - shift[j]);
+          const T v = lk_exp_shifted<S>(lk_ld(xr[j]) - shift[j]);
           er[j] = lk_st<S>(v);
           acc_part[j] += v;
         }
