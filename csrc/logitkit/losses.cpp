@@ -57,7 +57,6 @@ inline double select_bits(bool condition, double a, double b) {
 template <class S>
 double finish_rows(const StridedArray& logits, const LossBuffer& rows,
                    const StridedArray* out, int axis) {
-  using T = compute_t<S>;
   const double* values = rows.values.data();
   // Neumaier's compensated sum: per-row losses of both signs and very different sizes
   // (nll_loss of log-probabilities of +-1e150 and 18.5) must not lose the small ones to
@@ -328,7 +327,6 @@ LossResult nll_loss_typed(const StridedArray& log_probs, const CrossEntropyArgs&
 
 template <class S>
 void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis) {
-  using T = compute_t<S>;
   check_axis(logits, axis);
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (logits.shape[axis] == 0) {
@@ -383,7 +381,6 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
 template <class S, bool kLog>
 void backward_typed(const StridedArray& g, const StridedArray& y, const StridedArray& out,
                     int axis) {
-  using T = compute_t<S>;
   check_axis(g, axis);
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (g.shape[axis] == 0) return;

@@ -40,13 +40,13 @@ def compute_dtype(dt: np.dtype[Any]) -> np.dtype[Any]:
 
 
 def as_float_array(
-    x: ArrayLike, name: str = "x", native16: bool = False
+    x: ArrayLike, name: str = "x", native16: bool = True
 ) -> tuple[NDArray[Any], np.dtype[Any]]:
     """Return ``(a, result_dtype)``: ``a`` is what the core computes on.
 
     float32 and float64 are used as they are (copied only if unaligned or byte-swapped);
     integers and bools are promoted to float64 (like SciPy). float16 and bfloat16 are
-    passed as they are when the function's kernels read them (``native16``: they widen
+    passed as they are, as every kernel reads them (``native16``, the default: they widen
     each element to float32 in registers and round the results back); otherwise they are
     computed in float32 and the result returned in their dtype.
     """

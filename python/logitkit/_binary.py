@@ -26,7 +26,7 @@ __all__ = ["sigmoid", "log_sigmoid", "binary_cross_entropy"]
 
 
 def _elementwise(kernel: _Kernel, x: ArrayLike, out: FloatArray | None) -> Any:
-    a, result_dtype = as_float_array(x, native16=True)
+    a, result_dtype = as_float_array(x)
     src = a if a.flags.c_contiguous else np.ascontiguousarray(a)
     if out is not None:
         check_out(out, a.shape, result_dtype)
@@ -199,7 +199,7 @@ def binary_cross_entropy(
     grad : ndarray
         Only with ``return_grad=True``.
     """
-    z, result_dtype = as_float_array(logits, "logits", native16=True)
+    z, result_dtype = as_float_array(logits, "logits")
     code = reduction_code(reduction)
     t = np.asarray(target)
     if t.shape != z.shape:

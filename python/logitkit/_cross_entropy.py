@@ -132,7 +132,7 @@ def _target(
                 f"probability target has shape {t.shape}, expected the logits' shape "
                 f"{z.shape}; class indices are an integer array of shape {batch_shape}"
             )
-        probs, _ = as_float_array(t, "target", native16=True)
+        probs, _ = as_float_array(t, "target")
         probs = as_dtype(probs, z.dtype)
         return None, probs
     if kind == "b":
@@ -360,7 +360,7 @@ def cross_entropy(
     >>> grad.round(4)
     array([[ 0.09  , -0.7553,  0.6652]])
     """
-    z, result_dtype = as_float_array(logits, "logits", native16=True)
+    z, result_dtype = as_float_array(logits, "logits")
     ax = normalize_axis(axis, z.ndim)
     code = reduction_code(reduction)
     eps = _smoothing(label_smoothing)
@@ -429,7 +429,7 @@ def nll_loss(
     scalar or ndarray
         The loss.
     """
-    lp, result_dtype = as_float_array(log_probs, "log_probs", native16=True)
+    lp, result_dtype = as_float_array(log_probs, "log_probs")
     ax = normalize_axis(axis, lp.ndim)
     code = reduction_code(reduction)
     ignore = _ignore_index(ignore_index)

@@ -53,7 +53,7 @@ def entropy(logits: ArrayLike, *, axis: int = -1, base: float | None = None) -> 
     >>> float(logitkit.entropy([0.0, 0.0], base=2))
     1.0
     """
-    z, result_dtype = as_float_array(logits, "logits", native16=True)
+    z, result_dtype = as_float_array(logits, "logits")
     ax = normalize_axis(axis, z.ndim)
     scale = _log_base(base)
     if scale != 1.0 and z.dtype.itemsize == 2:
@@ -137,8 +137,8 @@ def kl_divergence(
     grad : ndarray
         Only with ``return_grad=True``.
     """
-    p, p_dtype = as_float_array(p_logits, "p_logits", native16=True)
-    q, q_dtype = as_float_array(q_logits, "q_logits", native16=True)
+    p, p_dtype = as_float_array(p_logits, "p_logits")
+    q, q_dtype = as_float_array(q_logits, "q_logits")
     if p.shape != q.shape:
         raise ValueError(f"p_logits has shape {p.shape} but q_logits has shape {q.shape}")
     compute = np.result_type(p.dtype, q.dtype)

@@ -39,7 +39,7 @@ def _normalize(kernel: _Kernel, x: ArrayLike, axis: int, out: FloatArray | None)
     if out is not None and plain_out(x, out):
         kernel(x, out, normalize_axis(axis, x.ndim))
         return out
-    a, result_dtype = as_float_array(x, native16=True)
+    a, result_dtype = as_float_array(x)
     ax = normalize_axis(axis, a.ndim)
     if out is None:
         result = np.empty_like(a)
@@ -176,7 +176,7 @@ def logsumexp(
     >>> float(logitkit.logsumexp([1000.0, 1000.0]))
     1000.6931471805599
     """
-    a, result_dtype = as_float_array(x, native16=True)
+    a, result_dtype = as_float_array(x)
     ax = normalize_axis(axis, a.ndim)
     reduced = a.shape[:ax] + a.shape[ax + 1 :]
     if out is None:
@@ -207,8 +207,8 @@ def _backward(
     out: FloatArray | None,
     name: str,
 ) -> FloatArray:
-    g, g_dtype = as_float_array(grad_output, "grad_output", native16=True)
-    a, a_dtype = as_float_array(y, name, native16=True)
+    g, g_dtype = as_float_array(grad_output, "grad_output")
+    a, a_dtype = as_float_array(y, name)
     if g.shape != a.shape:
         raise ValueError(f"grad_output has shape {g.shape} but {name} has shape {a.shape}")
     compute = np.result_type(g.dtype, a.dtype)
@@ -311,7 +311,8 @@ def softmax_jacobian(probs: ArrayLike, *, axis: int = -1) -> FloatArray:
     ndarray
         Shape ``probs.shape`` without `axis`, followed by ``(C, C)``.
     """
-    a, result_dtype = as_float_array(probs, "probs")
+    # (NumPy arithmetic, not a kernel: 16-bit input in float32, returned in its dtype)
+    a, result_dtype = as_float_array(probs, "probs", native16=False)
     ax = normalize_axis(axis, a.ndim)
     p = np.moveaxis(a, ax, -1)
     classes = np.arange(p.shape[-1])
