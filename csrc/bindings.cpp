@@ -10,6 +10,16 @@
 
 using namespace logitkit_bindings;
 
+// A symbol only logitkit's core exports, by which threadpoolctl tells this _core.*.so from
+// the many other extensions of that name (python/logitkit/_threadpoolctl.py). pybind11
+// builds with hidden visibility, so it is exported explicitly. Never called.
+#if defined(_WIN32)
+#define LOGITKIT_EXPORT __declspec(dllexport)
+#else
+#define LOGITKIT_EXPORT __attribute__((visibility("default")))
+#endif
+extern "C" LOGITKIT_EXPORT int logitkit_threadpool_marker(void) { return 1; }
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "logitkit's compiled core. Use the functions in the logitkit package instead.";
   // Choose the SIMD target now, so that a bad LOGITKIT_SIMD fails the import.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _core, special
+from . import _core, _threadpoolctl, special
 from ._binary import binary_cross_entropy, log_sigmoid, sigmoid
 from ._cross_entropy import cross_entropy, nll_loss
 from ._divergence import entropy, kl_divergence
@@ -22,6 +22,10 @@ from ._softmax import (
     softmax_jacobian,
 )
 from ._version import __version__
+from ._workers import get_workers, set_workers
+
+# threadpoolctl (if installed) lists logitkit and limits its default number of threads.
+_threadpoolctl.register()
 
 __all__ = [
     "__version__",
@@ -29,12 +33,14 @@ __all__ = [
     "capabilities",
     "cross_entropy",
     "entropy",
+    "get_workers",
     "kl_divergence",
     "log_sigmoid",
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
     "nll_loss",
+    "set_workers",
     "sigmoid",
     "softmax",
     "softmax_backward",

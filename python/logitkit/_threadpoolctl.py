@@ -1,0 +1,96 @@
+"""logitkit's thread pool as threadpoolctl sees it.
+
+When threadpoolctl (>= 3.3) is installed, ``import logitkit`` registers a controller for
+logitkit's compiled core with it, so that
+
+- :func:`threadpoolctl.threadpool_info` lists logitkit (``user_api`` and
+  ``internal_api`` ``"logitkit"``) with ``num_threads``, the process default of
+  ``workers=``, and logitkit's version;
+- :func:`threadpoolctl.threadpool_limits` (``limits=n``, with ``user_api=None`` or
+  ``"logitkit"``) sets that process default inside its block and restores it after.
+
+The process default is what threads use that have no :func:`logitkit.set_workers` in
+effect; ``workers=`` passed to a function and :func:`logitkit.set_workers` take
+precedence over it (see :mod:`logitkit._workers`).
+
+threadpoolctl finds libraries among the shared objects loaded in the process by the start
+of their file name; logitkit's extension is ``_core.*.so`` (``.pyd`` on Windows), a name
+many packages use, so the controller also requires the symbol
+``logitkit_threadpool_marker``, which only logitkit's core exports (``csrc/bindings.cpp``).
+threadpoolctl checks such symbols from version 3.3; older versions are not registered with.
+Importing threadpoolctl takes about 2-4 ms (after NumPy).
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import _workers
+from ._version import __version__
+
+__all__ = ["USER_API", "MARKER_SYMBOL", "register"]
+
+USER_API = "logitkit"
+MARKER_SYMBOL = "logitkit_threadpool_marker"
+
+_registered = False
+
+
+class _ControllerMethods:
+    """What logitkit's threadpoolctl controller adds to ``threadpoolctl.LibController``.
+
+    :func:`register` makes the controller class from both, as threadpoolctl's base class
+    exists only when threadpoolctl is installed.
+    """
+
+    user_api = USER_API
+    internal_api = USER_API
+    filename_prefixes = ("_core",)
+    check_symbols = (MARKER_SYMBOL,)
+
+    def get_num_threads(self) -> int:
+        """The process default of ``workers=``."""
+        return _workers._get_process_default()
+
+    def set_num_threads(self, num_threads: int) -> None:
+        """Set the process default of ``workers=``.
+
+        threadpoolctl gives no meaning to limits below 1: they set 1, rather than raise in
+        the middle of a ``threadpool_limits`` that has already limited other libraries.
+        """
+        _workers._set_process_default(max(1, int(num_threads)))
+
+    def get_version(self) -> str:
+        """logitkit's version."""
+        return __version__
+
+
+def register() -> bool:
+    """Register logitkit's controller with threadpoolctl, if threadpoolctl is installed.
+
+    Called by ``import logitkit``; registering again does nothing.
+
+    Returns
+    -------
+    bool
+        Whether the controller is registered: False if threadpoolctl is not installed, or
+        older than 3.3.
+    """
+    global _registered
+    if _registered:
+        return True
+    try:
+        import threadpoolctl  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    except ImportError:
+        return False
+    version = re.match(r"(\d+)\.(\d+)", getattr(threadpoolctl, "__version__", ""))
+    if version is None or (int(version[1]), int(version[2])) < (3, 3):
+        return False  # no register() before 3.2, no check of check_symbols before 3.3
+
+    base = threadpoolctl.LibController
+    # The base's metaclass (abc.ABCMeta) makes the class; _ControllerMethods comes first
+    # in its bases, so its methods implement LibController's abstract ones.
+    controller = type(base)("LogitkitController", (_ControllerMethods, base), {})
+    threadpoolctl.register(controller)
+    _registered = True
+    return True
