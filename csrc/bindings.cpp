@@ -6,6 +6,7 @@
 
 #include "bindings_common.hpp"
 #include "logitkit/dispatch.hpp"
+#include "logitkit/parallel.hpp"
 #include "logitkit/softmax.hpp"
 
 using namespace logitkit_bindings;
@@ -20,35 +21,45 @@ using namespace logitkit_bindings;
 #endif
 extern "C" LOGITKIT_EXPORT int logitkit_threadpool_marker(void) { return 1; }
 
-PYBIND11_MODULE(_core, m) {
+// No GIL needed (free-threaded CPython): the module keeps no Python state of its own; the
+// SIMD target is an atomic pointer (dispatch.cpp), the pool has its own lock
+// (parallel.cpp), per-thread scratch is thread_local, and the core touches only the
+// buffers of each call.
+PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   m.doc() = "logitkit's compiled core. Use the functions in the logitkit package instead.";
   // Choose the SIMD target now, so that a bad LOGITKIT_SIMD fails the import.
   logitkit::active_kernels();
 
   m.def(
       "softmax",
-      [](const py::array& x, const py::array& out, int axis) {
-        run_unary(x, out, [axis](DType dt, const StridedArray& xv, const StridedArray& ov) {
-          logitkit::softmax(dt, xv, ov, axis);
-        });
+      [](const py::array& x, const py::array& out, int axis, int workers) {
+        check_workers(workers);
+        run_unary(x, out,
+                  [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
+                    logitkit::softmax(dt, xv, ov, axis, workers);
+                  });
       },
-      py::arg("x"), py::arg("out"), py::arg("axis"));
+      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
   m.def(
       "log_softmax",
-      [](const py::array& x, const py::array& out, int axis) {
-        run_unary(x, out, [axis](DType dt, const StridedArray& xv, const StridedArray& ov) {
-          logitkit::log_softmax(dt, xv, ov, axis);
-        });
+      [](const py::array& x, const py::array& out, int axis, int workers) {
+        check_workers(workers);
+        run_unary(x, out,
+                  [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
+                    logitkit::log_softmax(dt, xv, ov, axis, workers);
+                  });
       },
-      py::arg("x"), py::arg("out"), py::arg("axis"));
+      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
   m.def(
       "logsumexp",
-      [](const py::array& x, const py::array& out, int axis) {
-        run_unary(x, out, [axis](DType dt, const StridedArray& xv, const StridedArray& ov) {
-          logitkit::logsumexp(dt, xv, ov, axis);
-        });
+      [](const py::array& x, const py::array& out, int axis, int workers) {
+        check_workers(workers);
+        run_unary(x, out,
+                  [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
+                    logitkit::logsumexp(dt, xv, ov, axis, workers);
+                  });
       },
-      py::arg("x"), py::arg("out"), py::arg("axis"));
+      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
   m.def(
       "_exp",
       [](const py::array& x, const py::array& out, bool nonpositive) {
@@ -65,6 +76,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("active_target", []() { return std::string(logitkit::active_kernels().name); });
   m.def("_set_target", &logitkit::set_active_target, py::arg("name"),
         "Switch the SIMD target (tests and benchmarks); returns the previous one.");
+
+  m.def("_pool_thread_count", &logitkit::pool_thread_count,
+        "Threads the core's pool has started in this process (for tests).");
 
   register_losses(m);
 }

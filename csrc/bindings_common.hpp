@@ -68,6 +68,11 @@ class ReleaseGilIfLarge {
   std::optional<py::gil_scoped_release> release_;
 };
 
+// The Python layer resolves workers= to a positive count (logitkit/_workers.py).
+inline void check_workers(int workers) {
+  if (workers < 1) throw py::value_error("workers must be a positive number of threads");
+}
+
 // Checks both arrays and runs fn(dtype, x, out), without the GIL unless x is small.
 template <class Fn>
 void run_unary(const py::array& x, const py::array& out, Fn fn) {

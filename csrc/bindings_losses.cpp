@@ -65,8 +65,9 @@ void register_losses(py::module_& m) {
       "cross_entropy",
       [](const py::array& logits, const OptArray& labels, const OptArray& probs,
          const OptArray& weight, std::int64_t ignore_index, double smoothing, int reduction,
-         const OptArray& loss, const OptArray& grad, int axis) {
+         const OptArray& loss, const OptArray& grad, int axis, int workers) {
         const DType dt = dtype_of(logits, "logits");
+        check_workers(workers);
         const StridedArray zv = view_of(logits, "logits", false);
         std::optional<StridedArray> label_v;
         if (labels) label_v = label_view(*labels);
@@ -87,11 +88,11 @@ void register_losses(py::module_& m) {
         // Safe without the GIL: the core reads and writes only these buffers, which the
         // caller's arguments keep alive, and calls no Python API.
         const ReleaseGilIfLarge release(logits.size());
-        return to_tuple(logitkit::cross_entropy(dt, zv, args));
+        return to_tuple(logitkit::cross_entropy(dt, zv, args, workers));
       },
       py::arg("logits"), py::arg("labels"), py::arg("probs"), py::arg("weight"),
       py::arg("ignore_index"), py::arg("smoothing"), py::arg("reduction"), py::arg("loss"),
-      py::arg("grad"), py::arg("axis"));
+      py::arg("grad"), py::arg("axis"), py::arg("workers") = 1);
 
   m.def(
       "nll_loss",
@@ -117,45 +118,53 @@ void register_losses(py::module_& m) {
 
   m.def(
       "entropy",
-      [](const py::array& x, const py::array& out, int axis) {
-        run_unary(x, out, [axis](DType dt, const StridedArray& xv, const StridedArray& ov) {
-          logitkit::entropy(dt, xv, ov, axis);
-        });
+      [](const py::array& x, const py::array& out, int axis, int workers) {
+        check_workers(workers);
+        run_unary(x, out,
+                  [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
+                    logitkit::entropy(dt, xv, ov, axis, workers);
+                  });
       },
-      py::arg("x"), py::arg("out"), py::arg("axis"));
+      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
 
   m.def(
       "kl_divergence",
       [](const py::array& p, const py::array& q, const py::array& out, double out_scale,
-         const OptArray& grad, double grad_scale, int axis) {
+         const OptArray& grad, double grad_scale, int axis, int workers) {
+        check_workers(workers);
         const DType dt = dtype_of(p, "p_logits");
         const StridedArray pv = view_of(p, "p_logits", false);
         const StridedArray qv = view_as(q, dt, "q_logits", false);
         const StridedArray ov = view_as(out, DType::float64, "out (float64)", true);
         const OptionalView gv = optional_view(grad, dt, "grad", true);
         py::gil_scoped_release release;  // only these buffers are touched
-        logitkit::kl_divergence(dt, pv, qv, ov, out_scale, gv.get(), grad_scale, axis);
+        logitkit::kl_divergence(dt, pv, qv, ov, out_scale, gv.get(), grad_scale, axis,
+                                workers);
       },
       py::arg("p"), py::arg("q"), py::arg("out"), py::arg("out_scale"), py::arg("grad"),
-      py::arg("grad_scale"), py::arg("axis"));
+      py::arg("grad_scale"), py::arg("axis"), py::arg("workers") = 1);
 
   auto backward = [](auto fn) {
-    return [fn](const py::array& g, const py::array& y, const py::array& out, int axis) {
+    return [fn](const py::array& g, const py::array& y, const py::array& out, int axis,
+                int workers) {
+      check_workers(workers);
       const DType dt = dtype_of(g, "grad_output");
       const StridedArray gv = view_of(g, "grad_output", false);
       const StridedArray yv = view_as(y, dt, "probabilities", false);
       const StridedArray ov = view_as(out, dt, "out", true);
       py::gil_scoped_release release;  // only these buffers are touched
-      fn(dt, gv, yv, ov, axis);
+      fn(dt, gv, yv, ov, axis, workers);
     };
   };
   m.def("softmax_backward", backward(&logitkit::softmax_backward), py::arg("grad_output"),
-        py::arg("probs"), py::arg("out"), py::arg("axis"));
+        py::arg("probs"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
   m.def("log_softmax_backward", backward(&logitkit::log_softmax_backward),
-        py::arg("grad_output"), py::arg("log_probs"), py::arg("out"), py::arg("axis"));
+        py::arg("grad_output"), py::arg("log_probs"), py::arg("out"), py::arg("axis"),
+        py::arg("workers") = 1);
 
   auto elementwise = [](auto fn) {
-    return [fn](const py::array& x, const py::array& out) {
+    return [fn](const py::array& x, const py::array& out, int workers) {
+      check_workers(workers);
       const DType dt = dtype_of(x, "x");
       if (dtype_of(out, "out") != dt) throw py::type_error("out must have the dtype of x");
       if (!(x.flags() & py::array::c_style) || !(out.flags() & py::array::c_style) ||
@@ -166,17 +175,20 @@ void register_losses(py::module_& m) {
       void* op = const_cast<void*>(out.data());
       const py::ssize_t size = x.size();
       py::gil_scoped_release release;  // only these buffers are touched
-      fn(dt, xp, op, size);
+      fn(dt, xp, op, size, workers);
     };
   };
-  m.def("sigmoid", elementwise(&logitkit::sigmoid), py::arg("x"), py::arg("out"));
-  m.def("log_sigmoid", elementwise(&logitkit::log_sigmoid), py::arg("x"), py::arg("out"));
+  m.def("sigmoid", elementwise(&logitkit::sigmoid), py::arg("x"), py::arg("out"),
+        py::arg("workers") = 1);
+  m.def("log_sigmoid", elementwise(&logitkit::log_sigmoid), py::arg("x"), py::arg("out"),
+        py::arg("workers") = 1);
 
   m.def(
       "binary_cross_entropy",
       [](const py::array& logits, const py::array& target, const OptArray& weight,
          const OptArray& pos_weight, const OptArray& loss, const OptArray& grad,
-         double grad_scale) {
+         double grad_scale, int workers) {
+        check_workers(workers);
         const DType dt = dtype_of(logits, "logits");
         const void* z = contiguous_data(logits, dt, "logits");
         const void* y = contiguous_data(target, dt, "target");
@@ -196,10 +208,10 @@ void register_losses(py::module_& m) {
         const py::ssize_t rows = n > 0 ? size / n : 0;
         py::gil_scoped_release release;  // only these buffers are touched
         return logitkit::binary_cross_entropy(dt, z, y, w, pw, pos_weight_full, rows, n, lo, g,
-                                              grad_scale);
+                                              grad_scale, workers);
       },
       py::arg("logits"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"),
-      py::arg("loss"), py::arg("grad"), py::arg("grad_scale"));
+      py::arg("loss"), py::arg("grad"), py::arg("grad_scale"), py::arg("workers") = 1);
 }
 
 }  // namespace logitkit_bindings

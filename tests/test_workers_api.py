@@ -387,11 +387,38 @@ def test_works_without_threadpoolctl():
     assert run.stdout.split() == ["[0.5", "0.5]"]
 
 
-def test_import_registers_with_threadpoolctl_when_installed():
+def test_import_does_not_import_threadpoolctl_but_registers_when_it_is_imported():
     pytest.importorskip("threadpoolctl")
     code = (
         "import sys, logitkit\n"
-        "assert 'threadpoolctl' in sys.modules\n"
+        "assert 'threadpoolctl' not in sys.modules\n"
+        "import threadpoolctl\n"
+        "print(sum(lib['user_api'] == 'logitkit' for lib in threadpoolctl.threadpool_info()))"
+    )
+    run = _run_python(code)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["1"]
+
+
+def test_registers_when_threadpoolctl_was_imported_first():
+    pytest.importorskip("threadpoolctl")
+    code = (
+        "import threadpoolctl, logitkit\n"
+        "with threadpoolctl.threadpool_limits(1):\n"
+        "    print(logitkit.get_workers())\n"
+        "print(sum(lib['user_api'] == 'logitkit' for lib in threadpoolctl.threadpool_info()))"
+    )
+    run = _run_python(code)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["1", "1"]
+
+
+def test_finding_threadpoolctl_without_importing_it_keeps_the_watch():
+    # importlib.util.find_spec (pip, pytest plugins) must not use up the one registration.
+    pytest.importorskip("threadpoolctl")
+    code = (
+        "import importlib.util, sys, logitkit\n"
+        "assert importlib.util.find_spec('threadpoolctl') is not None\n"
         "import threadpoolctl\n"
         "print(sum(lib['user_api'] == 'logitkit' for lib in threadpoolctl.threadpool_info()))"
     )

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "parallel.hpp"
 #include "small_vector.hpp"
 #include "strided.hpp"
 
@@ -134,6 +135,57 @@ void for_each_position(const AxisPlan& plan, int skip, F&& f) {
     }
     if (d < 0) return;
   }
+}
+
+// The number of positions of the batch dimensions other than `skip` (-1: none).
+inline idx position_count(const AxisPlan& plan, int skip) {
+  idx count = 1;
+  for (int d = 0; d < static_cast<int>(plan.batch.size()); ++d)
+    if (d != skip) count *= plan.batch[d].len;
+  return count;
+}
+
+// Each operand's element offset of position `index` (C order) of the batch dimensions other
+// than `skip`: what for_each_position passes for its index-th call.
+inline std::array<idx, kMaxOperands> position_offsets(const AxisPlan& plan, int skip,
+                                                      idx index) {
+  std::array<idx, kMaxOperands> offset{};
+  for (int d = static_cast<int>(plan.batch.size()) - 1; d >= 0; --d) {
+    if (d == skip) continue;
+    const BatchDim& b = plan.batch[d];
+    const idx i = index % b.len;
+    index /= b.len;
+    for (int k = 0; k < kMaxOperands; ++k) offset[k] += i * b.stride[k];
+  }
+  return offset;
+}
+
+// Runs f(offsets, begin, count) for every position of the batch dimensions other than d,
+// and along d (the dimension a kernel takes whole) in pieces of `block` (the last one may
+// be shorter), on up to `workers` threads; f must add begin * stride along d itself. With
+// d < 0, one call per position, with begin 0 and count 1. `row_elements` is the work per
+// unit along d (the row length), for deciding how many threads pay.
+//
+// The pieces depend on the shapes and `block` only, so each is computed the same way
+// whatever the number of workers; f must write only the outputs of its piece.
+template <class F>
+void for_each_block(const AxisPlan& plan, int d, idx block, idx row_elements, int workers,
+                    F&& f) {
+  const idx positions = position_count(plan, d);
+  const idx len = d < 0 ? 1 : plan.batch[d].len;
+  if (block < 1) block = 1;
+  const idx pieces = (len + block - 1) / block;
+  const idx tasks = positions * pieces;
+  if (tasks == 1) {
+    f(position_offsets(plan, d, 0), idx(0), len);
+    return;
+  }
+  const int threads = workers_for(positions * len * row_elements, workers);
+  parallel_for(tasks, threads, [&](idx t) {
+    const idx position = t / pieces;
+    const idx begin = (t % pieces) * block;
+    f(position_offsets(plan, d, position), begin, len - begin < block ? len - begin : block);
+  });
 }
 
 }  // namespace logitkit

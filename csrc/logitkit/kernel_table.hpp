@@ -61,6 +61,14 @@ struct SoftmaxKernels {
                            idx out_axis_stride, idx out_col_stride, idx n, idx cols);
   void (*logsumexp_cols)(const S* x, idx x_axis_stride, idx x_col_stride, S* out,
                          idx out_col_stride, idx n, idx cols);
+  // Pieces of long rows, which the drivers split between threads (softmax.cpp) and merge.
+  // The maximum of a contiguous piece of n elements and, as a double, the sum of
+  // exp(x - max) over it minus 1 (split mode: no tail term is rounded against the 1 of the
+  // maximum). max = -inf for a piece of -inf (sum 0); NaNs make the sum NaN.
+  void (*logsumexp_piece)(const S* x, idx n, T* max, double* sum_minus_one);
+  // out = exp(x - shift) * scale, and out = (x - shift) - log_sum: the second passes.
+  void (*softmax_piece)(const S* x, S* out, idx n, T shift, T scale);
+  void (*log_softmax_piece)(const S* x, S* out, idx n, T shift, T log_sum);
   // The vector exps themselves, elementwise over contiguous arrays (for accuracy tests):
   // full range, and the faster one for arguments <= 0 that the kernels use.
   void (*exp)(const S* x, S* out, idx n);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "dispatch.hpp"
+#include "parallel.hpp"
 #include "row_driver.hpp"
 #include "storage.hpp"
 
@@ -146,7 +147,7 @@ template <class S>
 bool cross_entropy_by_columns(const KernelTable& table, const StridedArray& logits,
                               const CrossEntropyArgs& args, const StridedArray& loss,
                               const compute_t<S>* weight, double weight_sum,
-                              double grad_scale) {
+                              double grad_scale, int workers) {
   using T = compute_t<S>;
   OperandList<const StridedArray*> arrays = {&logits, args.labels, &loss};
   OperandList<bool> has_axis = {true, false, false};
@@ -174,13 +175,18 @@ bool cross_entropy_by_columns(const KernelTable& table, const StridedArray& logi
   const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
   double* lo = static_cast<double*>(loss.data);
   S* g = args.grad ? static_cast<S*>(args.grad->data) : nullptr;
-  for_each_position(plan, d, [&](const auto& off) {
+  bool contiguous_columns = true;
+  for (int k = 0; k < plan.operands; ++k)
+    if (k != 1 && k != 2 && b.stride[k] != 1) contiguous_columns = false;
+  const idx block = rows_per_task(plan.n, contiguous_columns ? 256 : 64);
+  for_each_block(plan, d, block, plan.n, workers, [&](auto off, idx begin, idx count) {
+    for (int k = 0; k < plan.operands; ++k) off[k] += begin * b.stride[k];
     CrossEntropyCols<S> a{};
     a.logits = z + off[0];
     a.axis_stride = plan.axis_stride[0];
     a.col_stride = b.stride[0];
     a.n = plan.n;
-    a.cols = b.len;
+    a.cols = count;
     a.labels = labels + off[1];
     a.label_stride = b.stride[1];
     a.ignore_index = args.ignore_index;
@@ -204,7 +210,7 @@ template <class S>
 void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
                            const CrossEntropyArgs& args, const StridedArray& loss,
                            const compute_t<S>* weight, double weight_sum,
-                           double grad_scale) {
+                           double grad_scale, int workers) {
   using T = compute_t<S>;
   const int axis = args.axis;
   RowOperands ops = {{&logits, true, sizeof(S), false},
@@ -218,7 +224,7 @@ void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
     ops.push_back({args.probs, true, sizeof(S), false});
 
   const LossKernels<S>& kernels = loss_kernels_for<S>(table);
-  run_rows<S>(ops, axis, [&](const RowBatch& b) {
+  run_rows<S>(ops, axis, workers, [&](const RowBatch& b) {
     CrossEntropyRows<S> a{};
     a.logits = b.at<const S>(0);
     a.logits_row_stride = b.row_stride[0];
@@ -247,7 +253,8 @@ void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
 }
 
 template <class S>
-LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArgs& args) {
+LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArgs& args,
+                               int workers) {
   using T = compute_t<S>;
   const int axis = args.axis;
   if ((args.labels == nullptr) == (args.probs == nullptr))
@@ -286,9 +293,11 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
   const KernelTable& table = active_kernels();
   const bool by_columns =
       args.labels &&
-      cross_entropy_by_columns<S>(table, logits, args, loss, weight, weight_sum, grad_scale);
+      cross_entropy_by_columns<S>(table, logits, args, loss, weight, weight_sum, grad_scale,
+                                  workers);
   if (!by_columns)
-    cross_entropy_by_rows<S>(table, logits, args, loss, weight, weight_sum, grad_scale);
+    cross_entropy_by_rows<S>(table, logits, args, loss, weight, weight_sum, grad_scale,
+                             workers);
   result.loss_sum = finish_rows<S>(logits, buffer, args.loss, axis);
   return result;
 }
@@ -326,7 +335,8 @@ LossResult nll_loss_typed(const StridedArray& log_probs, const CrossEntropyArgs&
 }
 
 template <class S>
-void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis) {
+void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis,
+                   int workers) {
   check_axis(logits, axis);
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (logits.shape[axis] == 0) {
@@ -337,7 +347,7 @@ void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis
     return;
   }
   run_rows<S>({{&logits, true, sizeof(S), false}, {&out, false, sizeof(S), true}}, axis,
-              [&](const RowBatch& b) {
+              workers, [&](const RowBatch& b) {
                 k.entropy_rows(b.at<const S>(0), b.row_stride[0], b.at<S>(1), b.row_stride[1],
                                b.rows, b.n);
               });
@@ -345,7 +355,8 @@ void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis
 
 template <class S>
 void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& out,
-              double out_scale, const StridedArray* grad, double grad_scale, int axis) {
+              double out_scale, const StridedArray* grad, double grad_scale, int axis,
+              int workers) {
   using T = compute_t<S>;
   check_axis(p, axis);
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
@@ -358,7 +369,7 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
                      {&q, true, sizeof(S), false},
                      {&out, false, sizeof(double), true}};
   if (grad) ops.push_back({grad, true, sizeof(S), true});
-  run_rows<S>(ops, axis, [&](const RowBatch& b) {
+  run_rows<S>(ops, axis, workers, [&](const RowBatch& b) {
     KlRows<S> a{};
     a.p_logits = b.at<const S>(0);
     a.p_row_stride = b.row_stride[0];
@@ -380,14 +391,14 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
 
 template <class S, bool kLog>
 void backward_typed(const StridedArray& g, const StridedArray& y, const StridedArray& out,
-                    int axis) {
+                    int axis, int workers) {
   check_axis(g, axis);
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (g.shape[axis] == 0) return;
   auto fn = kLog ? k.log_softmax_backward_rows : k.softmax_backward_rows;
   run_rows<S>({{&g, true, sizeof(S), false}, {&y, true, sizeof(S), false},
                {&out, true, sizeof(S), true}},
-              axis, [&](const RowBatch& b) {
+              axis, workers, [&](const RowBatch& b) {
                 fn(b.at<const S>(0), b.row_stride[0], b.at<const S>(1), b.row_stride[1],
                    b.at<S>(2), b.row_stride[2], b.rows, b.n);
               });
@@ -395,9 +406,10 @@ void backward_typed(const StridedArray& g, const StridedArray& y, const StridedA
 
 }  // namespace
 
-LossResult cross_entropy(DType dtype, const StridedArray& logits, const CrossEntropyArgs& args) {
+LossResult cross_entropy(DType dtype, const StridedArray& logits, const CrossEntropyArgs& args,
+                         int workers) {
   return with_storage_type(dtype, [&](auto s) {
-    return cross_entropy_typed<decltype(s)>(logits, args);
+    return cross_entropy_typed<decltype(s)>(logits, args, workers);
   });
 }
 
@@ -407,75 +419,119 @@ LossResult nll_loss(DType dtype, const StridedArray& log_probs, const CrossEntro
   });
 }
 
-void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis) {
-  with_storage_type(dtype, [&](auto s) { entropy_typed<decltype(s)>(logits, out, axis); });
+void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis,
+             int workers) {
+  with_storage_type(dtype,
+                    [&](auto s) { entropy_typed<decltype(s)>(logits, out, axis, workers); });
 }
 
 void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
                    const StridedArray& out, double out_scale, const StridedArray* grad,
-                   double grad_scale, int axis) {
+                   double grad_scale, int axis, int workers) {
   with_storage_type(dtype, [&](auto s) {
-    kl_typed<decltype(s)>(p_logits, q_logits, out, out_scale, grad, grad_scale, axis);
+    kl_typed<decltype(s)>(p_logits, q_logits, out, out_scale, grad, grad_scale, axis, workers);
   });
 }
 
 void softmax_backward(DType dtype, const StridedArray& grad_output, const StridedArray& probs,
-                      const StridedArray& out, int axis) {
+                      const StridedArray& out, int axis, int workers) {
   with_storage_type(dtype, [&](auto s) {
-    backward_typed<decltype(s), false>(grad_output, probs, out, axis);
+    backward_typed<decltype(s), false>(grad_output, probs, out, axis, workers);
   });
 }
 
 void log_softmax_backward(DType dtype, const StridedArray& grad_output,
-                          const StridedArray& log_probs, const StridedArray& out, int axis) {
+                          const StridedArray& log_probs, const StridedArray& out, int axis,
+                          int workers) {
   with_storage_type(dtype, [&](auto s) {
-    backward_typed<decltype(s), true>(grad_output, log_probs, out, axis);
-  });
-}
-
-void sigmoid(DType dtype, const void* x, void* out, idx size) {
-  with_storage_type(dtype, [&](auto s) {
-    using S = decltype(s);
-    loss_kernels_for<S>(active_kernels()).sigmoid(static_cast<const S*>(x),
-                                                           static_cast<S*>(out), size);
-  });
-}
-
-void log_sigmoid(DType dtype, const void* x, void* out, idx size) {
-  with_storage_type(dtype, [&](auto s) {
-    using S = decltype(s);
-    loss_kernels_for<S>(active_kernels()).log_sigmoid(static_cast<const S*>(x),
-                                                               static_cast<S*>(out), size);
+    backward_typed<decltype(s), true>(grad_output, log_probs, out, axis, workers);
   });
 }
 
 namespace {
+// Elementwise kernels over pieces of kTaskElements (fixed by the size).
+template <class S, class Kernel>
+void elementwise(Kernel kernel, const void* x, void* out, idx size, int workers) {
+  const S* xp = static_cast<const S*>(x);
+  S* op = static_cast<S*>(out);
+  const idx pieces = (size + kTaskElements - 1) / kTaskElements;
+  parallel_for(pieces, workers_for(size, workers), [&](idx t) {
+    const idx begin = t * kTaskElements;
+    kernel(xp + begin, op + begin, size - begin < kTaskElements ? size - begin : kTaskElements);
+  });
+}
+}  // namespace
+
+void sigmoid(DType dtype, const void* x, void* out, idx size, int workers) {
+  with_storage_type(dtype, [&](auto s) {
+    using S = decltype(s);
+    elementwise<S>(loss_kernels_for<S>(active_kernels()).sigmoid, x, out, size, workers);
+  });
+}
+
+void log_sigmoid(DType dtype, const void* x, void* out, idx size, int workers) {
+  with_storage_type(dtype, [&](auto s) {
+    using S = decltype(s);
+    elementwise<S>(loss_kernels_for<S>(active_kernels()).log_sigmoid, x, out, size, workers);
+  });
+}
+
+namespace {
+// Binary cross-entropy in pieces fixed by the shape: blocks of rows, or pieces of
+// kTaskElements of each row when rows are longer than that. The loss sum is the pieces'
+// sums added in piece order.
 template <class S>
 double bce_typed(const void* logits, const void* target, const void* weight,
                  const void* pos_weight, bool pos_weight_full, idx rows, idx n, void* loss,
-                 void* grad, double grad_scale) {
+                 void* grad, double grad_scale, int workers) {
   using T = compute_t<S>;
-  BceRows<S> a{};
-  a.logits = static_cast<const S*>(logits);
-  a.target = static_cast<const S*>(target);
-  a.weight = static_cast<const S*>(weight);
-  a.pos_weight = static_cast<const S*>(pos_weight);
-  a.pos_weight_row_stride = pos_weight_full ? n : 0;
-  a.rows = rows;
-  a.n = n;
-  a.loss = static_cast<S*>(loss);
-  a.grad = static_cast<S*>(grad);
-  a.grad_scale = static_cast<T>(grad_scale);
-  return loss_kernels_for<S>(active_kernels()).bce_rows(a);
+  const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
+  const bool split_rows = n > kTaskElements;
+  const idx row_block = split_rows ? 1 : rows_per_task(n);
+  const idx row_pieces = split_rows ? (n + kTaskElements - 1) / kTaskElements : 1;
+  const idx piece_width = split_rows ? kTaskElements : n;
+  const idx tasks = (rows + row_block - 1) / row_block * row_pieces;
+  std::vector<double> sums(static_cast<size_t>(tasks > 0 ? tasks : 0));
+  auto at = [](const void* p, idx offset) {
+    return p ? static_cast<const S*>(p) + offset : nullptr;
+  };
+  parallel_for(tasks, workers_for(rows * n, workers), [&](idx t) {
+    const idx r0 = t / row_pieces * row_block;
+    const idx c0 = t % row_pieces * piece_width;
+    const idx offset = r0 * n + c0;
+    BceRows<S> a{};
+    a.logits = at(logits, offset);
+    a.target = at(target, offset);
+    a.weight = at(weight, offset);
+    a.pos_weight = at(pos_weight, pos_weight_full ? offset : c0);
+    a.pos_weight_row_stride = pos_weight_full ? n : 0;
+    a.rows = rows - r0 < row_block ? rows - r0 : row_block;
+    a.n = n - c0 < piece_width ? n - c0 : piece_width;
+    a.loss = loss ? static_cast<S*>(loss) + offset : nullptr;
+    a.grad = grad ? static_cast<S*>(grad) + offset : nullptr;
+    a.grad_scale = static_cast<T>(grad_scale);
+    sums[static_cast<size_t>(t)] = k.bce_rows(a);
+  });
+  // Compensated, as within the pieces; an infinite or NaN total says so plainly.
+  double total = 0, carry = 0, plain = 0;
+  for (const double v : sums) {
+    const double y = v - carry;
+    const double t = total + y;
+    carry = (t - total) - y;
+    total = t;
+    plain += v;
+  }
+  return plain - plain == 0.0 ? total - carry : plain;
 }
 }  // namespace
 
 double binary_cross_entropy(DType dtype, const void* logits, const void* target,
                             const void* weight, const void* pos_weight, bool pos_weight_full,
-                            idx rows, idx n, void* loss, void* grad, double grad_scale) {
+                            idx rows, idx n, void* loss, void* grad, double grad_scale,
+                            int workers) {
   return with_storage_type(dtype, [&](auto s) {
     return bce_typed<decltype(s)>(logits, target, weight, pos_weight, pos_weight_full, rows, n,
-                                  loss, grad, grad_scale);
+                                  loss, grad, grad_scale, workers);
   });
 }
 

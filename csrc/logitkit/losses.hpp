@@ -3,7 +3,8 @@
 // products, and the elementwise sigmoid family with binary cross-entropy.
 //
 // As for softmax.hpp: the Python layer hands over aligned, native arrays of the right
-// shapes (checked again here) and these functions never touch Python.
+// shapes (checked again here) and these functions never touch Python. `workers` (>= 1) is
+// the most threads a call may use; results are bit-identical for every value.
 #pragma once
 
 #include <cstdint>
@@ -37,33 +38,37 @@ struct LossResult {
   idx counted = 0;         // rows that count (not ignored); "mean" of none is 0
 };
 
-LossResult cross_entropy(DType dtype, const StridedArray& logits, const CrossEntropyArgs& args);
+LossResult cross_entropy(DType dtype, const StridedArray& logits, const CrossEntropyArgs& args,
+                         int workers = 1);
 
 // nll_loss: -weight[t] * log_probs[t] per row (labels required; probs and smoothing unused).
 LossResult nll_loss(DType dtype, const StridedArray& log_probs, const CrossEntropyArgs& args);
 
-void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis);
+void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis,
+             int workers = 1);
 
 // KL(P || Q) * out_scale per row into out (float64 whatever the dtype); with grad (q_logits' shape),
 // d KL / d q_logits * grad_scale.
 void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
                    const StridedArray& out, double out_scale, const StridedArray* grad,
-                   double grad_scale, int axis);
+                   double grad_scale, int axis, int workers = 1);
 
 void softmax_backward(DType dtype, const StridedArray& grad_output, const StridedArray& probs,
-                      const StridedArray& out, int axis);
+                      const StridedArray& out, int axis, int workers = 1);
 void log_softmax_backward(DType dtype, const StridedArray& grad_output,
-                          const StridedArray& log_probs, const StridedArray& out, int axis);
+                          const StridedArray& log_probs, const StridedArray& out, int axis,
+                          int workers = 1);
 
 // Elementwise over contiguous arrays of `size` elements.
-void sigmoid(DType dtype, const void* x, void* out, idx size);
-void log_sigmoid(DType dtype, const void* x, void* out, idx size);
+void sigmoid(DType dtype, const void* x, void* out, idx size, int workers = 1);
+void log_sigmoid(DType dtype, const void* x, void* out, idx size, int workers = 1);
 
 // Binary cross-entropy over contiguous rows x n (weight full-size; pos_weight one row of n
 // shared by all rows, or full-size with pos_weight_full; either may be null); loss (per
 // element) and grad may be null. Returns the loss sum.
 double binary_cross_entropy(DType dtype, const void* logits, const void* target,
                             const void* weight, const void* pos_weight, bool pos_weight_full,
-                            idx rows, idx n, void* loss, void* grad, double grad_scale);
+                            idx rows, idx n, void* loss, void* grad, double grad_scale,
+                            int workers = 1);
 
 }  // namespace logitkit

@@ -51,8 +51,10 @@ inline AxisPlan plan_rows(const RowOperands& operands, int axis) {
   return plan_axis(arrays, has_axis, axis, itemsizes);
 }
 
+// The rows go to the kernel in blocks (parallel.hpp: fixed by the shapes, on up to
+// `workers` threads); a kernel call must write only its own rows' outputs.
 template <class T, class Kernel>
-void run_rows(const RowOperands& operands, int axis, Kernel kernel) {
+void run_rows(const RowOperands& operands, int axis, int workers, Kernel kernel) {
   const AxisPlan plan = plan_rows(operands, axis);
   if (plan.empty_batch) return;
   const int count = plan.operands;
@@ -68,46 +70,55 @@ void run_rows(const RowOperands& operands, int axis, Kernel kernel) {
 
   if (contiguous) {
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
-    for_each_position(plan, d, [&](const auto& off) {
-      RowBatch b;
-      for (int k = 0; k < count; ++k) {
-        b.data[k] = base(k, off[k]);
-        b.row_stride[k] = d < 0 ? 0 : plan.batch[d].stride[k];
-      }
-      b.rows = d < 0 ? 1 : plan.batch[d].len;
-      b.n = n;
-      kernel(b);
-    });
+    for_each_block(plan, d, rows_per_task(n), n, workers,
+                   [&](const auto& off, idx begin, idx rows) {
+                     RowBatch b;
+                     for (int k = 0; k < count; ++k) {
+                       const idx stride = d < 0 ? 0 : plan.batch[d].stride[k];
+                       b.data[k] = base(k, off[k] + begin * stride);
+                       b.row_stride[k] = stride;
+                     }
+                     b.rows = rows;
+                     b.n = n;
+                     kernel(b);
+                   });
     return;
   }
 
-  // Gather mode: one row at a time through contiguous buffers.
-  std::vector<std::vector<T>> buffers(count);
-  for (int k = 0; k < count; ++k)
-    if (operands[k].has_axis && plan.axis_stride[k] != 1)
-      buffers[k].resize(static_cast<size_t>(n));
-  for_each_position(plan, -1, [&](const auto& off) {
-    RowBatch b;
-    for (int k = 0; k < count; ++k) {
-      b.row_stride[k] = 0;
-      if (buffers[k].empty()) {
-        b.data[k] = base(k, off[k]);
-        continue;
+  // Gather mode: one row at a time through contiguous buffers (each task its own).
+  const idx positions = position_count(plan, -1);
+  const idx block = rows_per_task(n);
+  const idx tasks = (positions + block - 1) / block;
+  parallel_for(tasks, workers_for(positions * n, workers), [&](idx task) {
+    std::vector<std::vector<T>> buffers(count);
+    for (int k = 0; k < count; ++k)
+      if (operands[k].has_axis && plan.axis_stride[k] != 1)
+        buffers[k].resize(static_cast<size_t>(n));
+    const idx end = (task + 1) * block < positions ? (task + 1) * block : positions;
+    for (idx position = task * block; position < end; ++position) {
+      const auto off = position_offsets(plan, -1, position);
+      RowBatch b;
+      for (int k = 0; k < count; ++k) {
+        b.row_stride[k] = 0;
+        if (buffers[k].empty()) {
+          b.data[k] = base(k, off[k]);
+          continue;
+        }
+        T* buf = buffers[k].data();
+        const T* src = reinterpret_cast<const T*>(base(k, off[k]));
+        if (!operands[k].written)
+          for (idx i = 0; i < n; ++i) buf[i] = src[i * plan.axis_stride[k]];
+        b.data[k] = reinterpret_cast<char*>(buf);
       }
-      T* buf = buffers[k].data();
-      const T* src = reinterpret_cast<const T*>(base(k, off[k]));
-      if (!operands[k].written)
-        for (idx i = 0; i < n; ++i) buf[i] = src[i * plan.axis_stride[k]];
-      b.data[k] = reinterpret_cast<char*>(buf);
-    }
-    b.rows = 1;
-    b.n = n;
-    kernel(b);
-    for (int k = 0; k < count; ++k) {
-      if (buffers[k].empty() || !operands[k].written) continue;
-      T* dst = reinterpret_cast<T*>(base(k, off[k]));
-      const T* buf = buffers[k].data();
-      for (idx i = 0; i < n; ++i) dst[i * plan.axis_stride[k]] = buf[i];
+      b.rows = 1;
+      b.n = n;
+      kernel(b);
+      for (int k = 0; k < count; ++k) {
+        if (buffers[k].empty() || !operands[k].written) continue;
+        T* dst = reinterpret_cast<T*>(base(k, off[k]));
+        const T* buf = buffers[k].data();
+        for (idx i = 0; i < n; ++i) dst[i * plan.axis_stride[k]] = buf[i];
+      }
     }
   });
 }

@@ -1,10 +1,34 @@
 #include "softmax.hpp"
 
+#include <cmath>
+#include <vector>
+
 #include "axis_plan.hpp"
 #include "dispatch.hpp"
+#include "parallel.hpp"
+#include "storage.hpp"
 
 namespace logitkit {
 namespace {
+
+// Rows of at least kLongRow elements are cut into pieces of kRowPiece, whose (max, sum of
+// exponentials) are computed in parallel and merged in piece order: one row of 2^24 (or 16
+// of 2^20) would otherwise keep one thread busy. Fixed sizes, so a row is cut the same way
+// whatever the number of workers. 2^18 keeps LLM vocabularies (up to 256K classes) on the
+// row kernels, which have rows enough to share; a piece of 2^16 float32 (256 KiB) is read
+// twice from L2.
+constexpr idx kLongRow = idx(1) << 18;
+constexpr idx kRowPiece = idx(1) << 16;
+
+// The blocks of columns for a column kernel: a task's worth of them, in multiples that keep
+// its vectors full; contiguous columns in multiples of 256, so that each of the block's
+// rows is a long run for the prefetcher (see the column kernels).
+idx column_block(const AxisPlan& plan, int d, idx n) {
+  bool contiguous = true;
+  for (int k = 0; k < plan.operands; ++k)
+    if (plan.batch[d].stride[k] != 1) contiguous = false;
+  return rows_per_task(n, contiguous ? 256 : 64);
+}
 
 // The batch dimension a column kernel should vectorize across: one contiguous in every
 // operand if there is one, else (short rows, or no contiguous direction at all) the
@@ -19,11 +43,111 @@ int column_dim(const AxisPlan& plan) {
   return pick_batch_dim(plan, [](const BatchDim&) { return true; });
 }
 
+enum class RowOutput { softmax, log_softmax, logsumexp };
+
+// The merged (shift, sum - 1) of a long row from its pieces' (max, sum - 1), in piece
+// order; false when the row has a NaN or an infinity at the top (the row kernel handles
+// those, with its exact rules for them).
+template <class T>
+bool merge_pieces(const T* max, const double* sum_minus_one, idx pieces, T* shift,
+                  double* merged) {
+  T m = -INFINITY;
+  for (idx j = 0; j < pieces; ++j) m = max[j] > m ? max[j] : m;
+  if (!std::isfinite(m)) return false;
+  // s - 1 = sum over pieces of (1 + d_j) exp(m_j - m), minus 1: the pieces whose max is the
+  // row's contribute 1 + d_j exactly; the integers are added last, so that with one such
+  // piece the tail terms are not rounded against a 1.
+  double tails = 0;
+  idx ones = 0;
+  for (idx j = 0; j < pieces; ++j) {
+    if (max[j] == m) {
+      tails += sum_minus_one[j];
+      ++ones;
+    } else if (max[j] != -INFINITY) {
+      tails += (1.0 + sum_minus_one[j]) * std::exp(double(max[j]) - double(m));
+    }
+  }
+  *merged = tails + double(ones - 1);
+  *shift = m;
+  return std::isfinite(*merged);
+}
+
+// softmax, log_softmax or logsumexp of rows of n >= kLongRow contiguous elements, each cut
+// into pieces. `out` rows are contiguous (softmax, log_softmax) or one value per row.
+template <class S>
+void long_rows(const SoftmaxKernels<S>& k, RowOutput kind, const AxisPlan& plan,
+               const S* xp, S* op, int workers) {
+  using T = compute_t<S>;
+  const idx n = plan.n;
+  const idx rows = position_count(plan, -1);
+  const idx pieces = (n + kRowPiece - 1) / kRowPiece;
+  const int threads = workers_for(rows * n, workers);
+  auto piece_length = [&](idx j) { return n - j * kRowPiece < kRowPiece ? n - j * kRowPiece : kRowPiece; };
+  std::vector<T> max(static_cast<size_t>(rows * pieces));
+  std::vector<double> sum(static_cast<size_t>(rows * pieces));
+  parallel_for(rows * pieces, threads, [&](idx t) {
+    const idx r = t / pieces, j = t % pieces;
+    const S* x = xp + position_offsets(plan, -1, r)[0] + j * kRowPiece;
+    k.logsumexp_piece(x, piece_length(j), &max[t], &sum[t]);
+  });
+  std::vector<T> shift(static_cast<size_t>(rows));
+  std::vector<double> merged(static_cast<size_t>(rows));
+  std::vector<char> whole(static_cast<size_t>(rows), 0);  // rows left to the row kernel
+  for (idx r = 0; r < rows; ++r) {
+    const auto off = position_offsets(plan, -1, r);
+    if (!merge_pieces(&max[r * pieces], &sum[r * pieces], pieces, &shift[r], &merged[r])) {
+      whole[r] = 1;
+      continue;
+    }
+    if (kind == RowOutput::logsumexp)
+      op[off[1]] = storage_from_double<S>(
+          double(shift[r] + static_cast<T>(std::log1p(merged[r]))));
+  }
+  if (kind != RowOutput::logsumexp) {
+    parallel_for(rows * pieces, threads, [&](idx t) {
+      const idx r = t / pieces, j = t % pieces;
+      if (whole[r]) return;
+      const auto off = position_offsets(plan, -1, r);
+      const S* x = xp + off[0] + j * kRowPiece;
+      S* o = op + off[1] + j * kRowPiece;
+      if (kind == RowOutput::softmax)
+        k.softmax_piece(x, o, piece_length(j), shift[r],
+                        static_cast<T>(1.0 / (1.0 + merged[r])));
+      else
+        k.log_softmax_piece(x, o, piece_length(j), shift[r],
+                            static_cast<T>(std::log1p(merged[r])));
+    });
+  }
+  // Rows with a NaN or an infinity at the top, whole on the row kernel (their outputs are
+  // NaN, infinities or -inf throughout: nothing to gain from pieces).
+  for (idx r = 0; r < rows; ++r) {
+    if (!whole[r]) continue;
+    const auto off = position_offsets(plan, -1, r);
+    switch (kind) {
+      case RowOutput::softmax:
+        k.softmax_rows(xp + off[0], 0, op + off[1], 0, 1, n);
+        break;
+      case RowOutput::log_softmax:
+        k.log_softmax_rows(xp + off[0], 0, op + off[1], 0, 1, n);
+        break;
+      case RowOutput::logsumexp:
+        k.logsumexp_rows(xp + off[0], 0, op + off[1], 0, 1, n);
+        break;
+    }
+  }
+}
+
 // softmax and log_softmax: out has x's shape.
 template <class S>
-void normalize(const StridedArray& x, const StridedArray& out, int axis,
-               idx lanes, void (*rows)(const S*, idx, S*, idx, idx, idx),
-               void (*cols)(const S*, idx, idx, S*, idx, idx, idx, idx)) {
+void normalize(const StridedArray& x, const StridedArray& out, int axis, RowOutput kind,
+               int workers) {
+  // The target is read once per call: the row/column choice depends on its vector width,
+  // and must go with that target's kernels if another thread switches.
+  const KernelTable& table = active_kernels();
+  const SoftmaxKernels<S>& k = kernels_for<S>(table);
+  const bool log = kind == RowOutput::log_softmax;
+  const auto rows = log ? k.log_softmax_rows : k.softmax_rows;
+  const auto cols = log ? k.log_softmax_cols : k.softmax_cols;
   const AxisPlan plan = plan_axis({&x, &out}, {true, true}, axis, {sizeof(S), sizeof(S)});
   if (plan.empty_batch || plan.n == 0) return;
   const S* xp = static_cast<const S*>(x.data);
@@ -31,29 +155,32 @@ void normalize(const StridedArray& x, const StridedArray& out, int axis,
   const idx n = plan.n;
   const idx x_axis = plan.axis_stride[0], out_axis = plan.axis_stride[1];
 
-  const bool short_row = short_rows(n, lanes);
+  const bool short_row = short_rows(n, lanes_for<S>(table));
   if (x_axis == 1 && out_axis == 1 && (!short_row || plan.batch.empty())) {
-    // Contiguous rows: hand the kernel the longest batch dimension as its rows.
+    if (n >= kLongRow) return long_rows(k, kind, plan, xp, op, workers);
+    // Contiguous rows: hand the kernel the longest batch dimension as its rows, in blocks.
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
     if (d < 0) return rows(xp, 0, op, 0, 1, n);
     const BatchDim& b = plan.batch[d];
-    for_each_position(plan, d, [&](const auto& off) {
-      rows(xp + off[0], b.stride[0], op + off[1], b.stride[1], b.len, n);
-    });
+    for_each_block(plan, d, rows_per_task(n), n, workers,
+                   [&](const auto& off, idx begin, idx count) {
+                     rows(xp + off[0] + begin * b.stride[0], b.stride[0],
+                          op + off[1] + begin * b.stride[1], b.stride[1], count, n);
+                   });
     return;
   }
   const int d = column_dim(plan);
   if (d < 0) return cols(xp, x_axis, 1, op, out_axis, 1, n, 1);
   const BatchDim& b = plan.batch[d];
-  for_each_position(plan, d, [&](const auto& off) {
-    cols(xp + off[0], x_axis, b.stride[0], op + off[1], out_axis, b.stride[1], n, b.len);
-  });
+  for_each_block(plan, d, column_block(plan, d, n), n, workers,
+                 [&](const auto& off, idx begin, idx count) {
+                   cols(xp + off[0] + begin * b.stride[0], x_axis, b.stride[0],
+                        op + off[1] + begin * b.stride[1], out_axis, b.stride[1], n, count);
+                 });
 }
 
 template <class S>
-void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) {
-  // The target is read once per call (here and below): the row/column choice depends on
-  // its vector width, and must go with that target's kernels if another thread switches.
+void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis, int workers) {
   const KernelTable& table = active_kernels();
   const SoftmaxKernels<S>& k = kernels_for<S>(table);
   const AxisPlan plan = plan_axis({&x, &out}, {true, false}, axis, {sizeof(S), sizeof(S)});
@@ -65,34 +192,25 @@ void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis) 
 
   const bool short_row = short_rows(n, lanes_for<S>(table));
   if ((x_axis == 1 || n <= 1) && (!short_row || plan.batch.empty())) {
+    if (n >= kLongRow) return long_rows(k, RowOutput::logsumexp, plan, xp, op, workers);
     const int d = pick_batch_dim(plan, [](const BatchDim&) { return true; });
     if (d < 0) return k.logsumexp_rows(xp, 0, op, 0, 1, n);
     const BatchDim& b = plan.batch[d];
-    for_each_position(plan, d, [&](const auto& off) {
-      k.logsumexp_rows(xp + off[0], b.stride[0], op + off[1], b.stride[1], b.len, n);
-    });
+    for_each_block(plan, d, rows_per_task(n), n, workers,
+                   [&](const auto& off, idx begin, idx count) {
+                     k.logsumexp_rows(xp + off[0] + begin * b.stride[0], b.stride[0],
+                                      op + off[1] + begin * b.stride[1], b.stride[1], count, n);
+                   });
     return;
   }
   const int d = column_dim(plan);
   if (d < 0) return k.logsumexp_cols(xp, x_axis, 1, op, 1, n, 1);
   const BatchDim& b = plan.batch[d];
-  for_each_position(plan, d, [&](const auto& off) {
-    k.logsumexp_cols(xp + off[0], x_axis, b.stride[0], op + off[1], b.stride[1], n, b.len);
-  });
-}
-
-template <class S>
-void softmax_typed(const StridedArray& x, const StridedArray& out, int axis) {
-  const KernelTable& table = active_kernels();
-  const SoftmaxKernels<S>& k = kernels_for<S>(table);
-  normalize<S>(x, out, axis, lanes_for<S>(table), k.softmax_rows, k.softmax_cols);
-}
-
-template <class S>
-void log_softmax_typed(const StridedArray& x, const StridedArray& out, int axis) {
-  const KernelTable& table = active_kernels();
-  const SoftmaxKernels<S>& k = kernels_for<S>(table);
-  normalize<S>(x, out, axis, lanes_for<S>(table), k.log_softmax_rows, k.log_softmax_cols);
+  for_each_block(plan, d, column_block(plan, d, n), n, workers,
+                 [&](const auto& off, idx begin, idx count) {
+                   k.logsumexp_cols(xp + off[0] + begin * b.stride[0], x_axis, b.stride[0],
+                                    op + off[1] + begin * b.stride[1], b.stride[1], n, count);
+                 });
 }
 
 template <class S>
@@ -107,16 +225,24 @@ void exp_typed(const StridedArray& x, const StridedArray& out, bool nonpositive)
 
 }  // namespace
 
-void softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis) {
-  with_storage_type(dtype, [&](auto s) { softmax_typed<decltype(s)>(x, out, axis); });
+void softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis,
+             int workers) {
+  with_storage_type(dtype, [&](auto s) {
+    normalize<decltype(s)>(x, out, axis, RowOutput::softmax, workers);
+  });
 }
 
-void log_softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis) {
-  with_storage_type(dtype, [&](auto s) { log_softmax_typed<decltype(s)>(x, out, axis); });
+void log_softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis,
+                 int workers) {
+  with_storage_type(dtype, [&](auto s) {
+    normalize<decltype(s)>(x, out, axis, RowOutput::log_softmax, workers);
+  });
 }
 
-void logsumexp(DType dtype, const StridedArray& x, const StridedArray& out, int axis) {
-  with_storage_type(dtype, [&](auto s) { reduce_logsumexp<decltype(s)>(x, out, axis); });
+void logsumexp(DType dtype, const StridedArray& x, const StridedArray& out, int axis,
+               int workers) {
+  with_storage_type(dtype,
+                    [&](auto s) { reduce_logsumexp<decltype(s)>(x, out, axis, workers); });
 }
 
 void exp(DType dtype, const StridedArray& x, const StridedArray& out, bool nonpositive) {

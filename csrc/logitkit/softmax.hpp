@@ -5,15 +5,21 @@
 // (logsumexp); `axis` is in range; out is either x itself or does not overlap it.
 // These functions check the geometry again and throw std::invalid_argument if it is wrong,
 // and otherwise never fail. They do not touch Python and may run without the GIL.
+//
+// `workers` (>= 1) is the most threads a call may use, the calling one included; the
+// results are bit-identical for every value (parallel.hpp).
 #pragma once
 
 #include "strided.hpp"
 
 namespace logitkit {
 
-void softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis);
-void log_softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis);
-void logsumexp(DType dtype, const StridedArray& x, const StridedArray& out, int axis);
+void softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis,
+             int workers = 1);
+void log_softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis,
+                 int workers = 1);
+void logsumexp(DType dtype, const StridedArray& x, const StridedArray& out, int axis,
+               int workers = 1);
 
 // Elementwise exp with the kernels' own vector exp (for tests of its accuracy); with
 // `nonpositive`, the variant the kernels use for arguments <= 0.

@@ -654,6 +654,28 @@ void logsumexp_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx ro
   });
 }
 
+// Pieces of long rows (see SoftmaxKernels::logsumexp_piece): the same two passes as the row
+// kernels, with the shift and scale of the whole row given by the caller's merge.
+template <class S, class T = compute_t<S>>
+void logsumexp_piece(const S* x, idx n, T* max, double* sum_minus_one) {
+  const LkMax<T> m = lk_row_max_lane(x, n);
+  LkMax<T> unused{0, -1};
+  *max = m.value;
+  *sum_minus_one = lk_exp_sum_minus_one_row(x, static_cast<S*>(nullptr), n,
+                                            lk_shift_for(m.value), m.lane,
+                                            static_cast<const S*>(nullptr), &unused);
+}
+
+template <class S, class T = compute_t<S>>
+void softmax_piece(const S* x, S* out, idx n, T shift, T scale) {
+  lk_map_row(x, out, n, [shift, scale](T v) { return lk_exp_shifted<S>(v - shift) * scale; });
+}
+
+template <class S, class T = compute_t<S>>
+void log_softmax_piece(const S* x, S* out, idx n, T shift, T log_sum) {
+  lk_map_row(x, out, n, [shift, log_sum](T v) { return (v - shift) - log_sum; });
+}
+
 // Column kernels: the reduced axis is strided and the kernel vectorizes across `cols`
 // independent positions ("columns") at once. Columns are either contiguous
 // (x_col_stride == 1: a non-last axis of a C-ordered array) or strided (short rows of a

@@ -24,8 +24,8 @@ from ._softmax import (
 from ._version import __version__
 from ._workers import get_workers, set_workers
 
-# threadpoolctl (if installed) lists logitkit and limits its default number of threads.
-_threadpoolctl.register()
+# threadpoolctl, once imported, lists logitkit and limits its default number of threads.
+_threadpoolctl.register_when_imported()
 
 __all__ = [
     "__version__",

@@ -19,32 +19,36 @@ from ._arrays import (
 )
 from ._cross_entropy import reduce_losses, reduction_code
 from ._typing import FloatArray, Loss, Reduction
+from ._workers import resolve_workers
 
-_Kernel = Callable[[NDArray[Any], NDArray[Any]], None]
+_Kernel = Callable[[NDArray[Any], NDArray[Any], int], None]
 
 __all__ = ["sigmoid", "log_sigmoid", "binary_cross_entropy"]
 
 
-def _elementwise(kernel: _Kernel, x: ArrayLike, out: FloatArray | None) -> Any:
+def _elementwise(
+    kernel: _Kernel, x: ArrayLike, out: FloatArray | None, workers: int | None
+) -> Any:
+    threads = resolve_workers(workers)
     a, result_dtype = as_float_array(x)
     src = a if a.flags.c_contiguous else np.ascontiguousarray(a)
     if out is not None:
         check_out(out, a.shape, result_dtype)
         if out.flags.c_contiguous and direct_out(out, src):
-            kernel(src, out)
+            kernel(src, out, threads)
             return out
         result = np.empty_like(src)
-        kernel(src, result)
+        kernel(src, result, threads)
         copy_result(out, result)
         return out
     result = np.empty_like(src)
-    kernel(src, result)
+    kernel(src, result, threads)
     if result_dtype != result.dtype:
         result = cast_result(result, result_dtype)
     return result[()] if result.ndim == 0 else result
 
 
-def sigmoid(x: ArrayLike, *, out: FloatArray | None = None) -> Any:
+def sigmoid(x: ArrayLike, *, out: FloatArray | None = None, workers: int | None = None) -> Any:
     r"""The logistic sigmoid, elementwise, without overflow for any input.
 
     .. math:: \sigma(x) = \frac{1}{1 + e^{-x}}
@@ -62,6 +66,10 @@ def sigmoid(x: ArrayLike, *, out: FloatArray | None = None) -> Any:
         computed in float32 and returned in their dtype). Non-contiguous input is copied to a contiguous one first.
     out : ndarray, optional
         Where to write the result (same shape, result dtype); may be `x`.
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
@@ -74,10 +82,12 @@ def sigmoid(x: ArrayLike, *, out: FloatArray | None = None) -> Any:
     >>> float(logitkit.sigmoid(0.0))
     0.5
     """
-    return _elementwise(_core.sigmoid, x, out)
+    return _elementwise(_core.sigmoid, x, out, workers)
 
 
-def log_sigmoid(x: ArrayLike, *, out: FloatArray | None = None) -> Any:
+def log_sigmoid(
+    x: ArrayLike, *, out: FloatArray | None = None, workers: int | None = None
+) -> Any:
     r"""``log(sigmoid(x))``, elementwise, accurate for any input.
 
     .. math:: \log \sigma(x) = \min(x, 0) - \log\bigl(1 + e^{-|x|}\bigr)
@@ -93,13 +103,17 @@ def log_sigmoid(x: ArrayLike, *, out: FloatArray | None = None) -> Any:
         Input (dtype rules as for :func:`sigmoid`).
     out : ndarray, optional
         Where to write the result; may be `x`.
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
     ndarray or scalar
         The result.
     """
-    return _elementwise(_core.log_sigmoid, x, out)
+    return _elementwise(_core.log_sigmoid, x, out, workers)
 
 
 def _as_operand(
@@ -129,6 +143,7 @@ def binary_cross_entropy(
     reduction: Reduction = ...,
     return_grad: Literal[False] = ...,
     grad_out: FloatArray | None = ...,
+    workers: int | None = ...,
 ) -> Loss: ...
 @overload
 def binary_cross_entropy(
@@ -140,6 +155,7 @@ def binary_cross_entropy(
     reduction: Reduction = ...,
     return_grad: Literal[True],
     grad_out: FloatArray | None = ...,
+    workers: int | None = ...,
 ) -> tuple[Loss, FloatArray]: ...
 @overload
 def binary_cross_entropy(
@@ -151,6 +167,7 @@ def binary_cross_entropy(
     reduction: Reduction = ...,
     return_grad: bool,
     grad_out: FloatArray | None = ...,
+    workers: int | None = ...,
 ) -> Loss | tuple[Loss, FloatArray]: ...
 
 
@@ -163,6 +180,7 @@ def binary_cross_entropy(
     reduction: Reduction = "mean",
     return_grad: bool = False,
     grad_out: FloatArray | None = None,
+    workers: int | None = None,
 ) -> Loss | tuple[Loss, FloatArray]:
     r"""Binary cross-entropy of sigmoid(logits), elementwise (multi-label classification).
 
@@ -192,6 +210,10 @@ def binary_cross_entropy(
         Also return d(loss)/d(logits).
     grad_out : ndarray, optional
         Where to write the gradient (logits' shape, result dtype).
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
@@ -199,6 +221,7 @@ def binary_cross_entropy(
     grad : ndarray
         Only with ``return_grad=True``.
     """
+    threads = resolve_workers(workers)
     z, result_dtype = as_float_array(logits, "logits")
     code = reduction_code(reduction)
     t = np.asarray(target)
@@ -236,7 +259,7 @@ def binary_cross_entropy(
         grad = grad_out if writable_in_place else np.empty_like(zc)
     size = zc.size
     scale = 1.0 / size if code == 2 and size else 1.0
-    total = _core.binary_cross_entropy(zc, y, w, pw, loss_array, grad, scale)
+    total = _core.binary_cross_entropy(zc, y, w, pw, loss_array, grad, scale, threads)
     loss = reduce_losses(code, loss_array, total, size, result_dtype, size)
     if grad is None:
         return loss

@@ -27,6 +27,7 @@ from ._arrays import (
     scratch_like,
 )
 from ._typing import FloatArray, Loss, Reduction
+from ._workers import resolve_workers
 
 __all__ = ["cross_entropy", "nll_loss"]
 
@@ -239,6 +240,7 @@ def cross_entropy(
     reduction: Reduction = ...,
     return_grad: Literal[False] = ...,
     grad_out: FloatArray | None = ...,
+    workers: int | None = ...,
 ) -> Loss: ...
 @overload
 def cross_entropy(
@@ -252,6 +254,7 @@ def cross_entropy(
     reduction: Reduction = ...,
     return_grad: Literal[True],
     grad_out: FloatArray | None = ...,
+    workers: int | None = ...,
 ) -> tuple[Loss, FloatArray]: ...
 @overload
 def cross_entropy(
@@ -265,6 +268,7 @@ def cross_entropy(
     reduction: Reduction = ...,
     return_grad: bool,
     grad_out: FloatArray | None = ...,
+    workers: int | None = ...,
 ) -> Loss | tuple[Loss, FloatArray]: ...
 
 
@@ -279,6 +283,7 @@ def cross_entropy(
     reduction: Reduction = "mean",
     return_grad: bool = False,
     grad_out: FloatArray | None = None,
+    workers: int | None = None,
 ) -> Loss | tuple[Loss, FloatArray]:
     r"""Cross-entropy of softmax(logits) against class indices or probabilities.
 
@@ -318,6 +323,10 @@ def cross_entropy(
         per-sample losses).
     grad_out : ndarray, optional
         Where to write the gradient (logits' shape, result dtype); may be `logits` itself.
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
@@ -360,6 +369,7 @@ def cross_entropy(
     >>> grad.round(4)
     array([[ 0.09  , -0.7553,  0.6652]])
     """
+    threads = resolve_workers(workers)
     z, result_dtype = as_float_array(logits, "logits")
     ax = normalize_axis(axis, z.ndim)
     code = reduction_code(reduction)
@@ -379,7 +389,7 @@ def cross_entropy(
         grad, returned = _grad_buffer(grad_out, z, result_dtype, labels, probs, w)
     loss_array = np.empty(batch_shape, dtype=z.dtype) if code == 0 else None
     bad, bad_value, total, denominator, counted = _core.cross_entropy(
-        z, labels, probs, w, ignore, eps, code, loss_array, grad, ax
+        z, labels, probs, w, ignore, eps, code, loss_array, grad, ax, threads
     )
     if bad >= 0:
         raise _bad_label(bad, bad_value, batch_shape, n, ignore)
@@ -401,6 +411,7 @@ def nll_loss(
     weight: ArrayLike | None = None,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
+    workers: int | None = None,
 ) -> Loss:
     r"""Negative log-likelihood of class indices, from log-probabilities.
 
@@ -423,12 +434,16 @@ def nll_loss(
         Targets equal to this contribute nothing.
     reduction : {'mean', 'sum', 'none'}, optional
         As for :func:`cross_entropy` with class indices.
+    workers : int, optional
+        Checked as elsewhere (see :func:`cross_entropy`), but unused: one gather per row
+        runs on the calling thread.
 
     Returns
     -------
     scalar or ndarray
         The loss.
     """
+    resolve_workers(workers)  # checked; one gather per row needs no threads
     lp, result_dtype = as_float_array(log_probs, "log_probs")
     ax = normalize_axis(axis, lp.ndim)
     code = reduction_code(reduction)

@@ -12,6 +12,7 @@ from . import _core
 from ._arrays import F32, as_float_array, cast_result, normalize_axis
 from ._cross_entropy import reduce_losses, reduction_code
 from ._typing import FloatArray, Loss, Reduction
+from ._workers import resolve_workers
 
 __all__ = ["entropy", "kl_divergence"]
 
@@ -25,7 +26,9 @@ def _log_base(base: float | None) -> float:
     return math.log(b)
 
 
-def entropy(logits: ArrayLike, *, axis: int = -1, base: float | None = None) -> Any:
+def entropy(
+    logits: ArrayLike, *, axis: int = -1, base: float | None = None, workers: int | None = None
+) -> Any:
     r"""Entropy of the distribution softmax(logits), along an axis.
 
     .. math:: H(p) = -\sum_i p_i \log p_i = \operatorname{logsumexp}(z) - \sum_i p_i z_i
@@ -40,6 +43,10 @@ def entropy(logits: ArrayLike, *, axis: int = -1, base: float | None = None) -> 
         The class axis. Default: the last.
     base : float, optional
         Logarithm base of the result.
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
@@ -53,6 +60,7 @@ def entropy(logits: ArrayLike, *, axis: int = -1, base: float | None = None) -> 
     >>> float(logitkit.entropy([0.0, 0.0], base=2))
     1.0
     """
+    threads = resolve_workers(workers)
     z, result_dtype = as_float_array(logits, "logits")
     ax = normalize_axis(axis, z.ndim)
     scale = _log_base(base)
@@ -62,7 +70,7 @@ def entropy(logits: ArrayLike, *, axis: int = -1, base: float | None = None) -> 
         # three times: 2.6 ulp off for float16 and base 2, more for bfloat16).
         z = z.astype(F32)
     out = np.empty(z.shape[:ax] + z.shape[ax + 1 :], dtype=z.dtype)
-    _core.entropy(z, out, ax)
+    _core.entropy(z, out, ax, threads)
     if scale != 1.0:
         out /= out.dtype.type(scale)
     out = cast_result(out, result_dtype)
@@ -78,6 +86,7 @@ def kl_divergence(
     base: float | None = ...,
     reduction: Reduction = ...,
     return_grad: Literal[False] = ...,
+    workers: int | None = ...,
 ) -> Loss: ...
 @overload
 def kl_divergence(
@@ -88,6 +97,7 @@ def kl_divergence(
     base: float | None = ...,
     reduction: Reduction = ...,
     return_grad: Literal[True],
+    workers: int | None = ...,
 ) -> tuple[Loss, FloatArray]: ...
 @overload
 def kl_divergence(
@@ -98,6 +108,7 @@ def kl_divergence(
     base: float | None = ...,
     reduction: Reduction = ...,
     return_grad: bool,
+    workers: int | None = ...,
 ) -> Loss | tuple[Loss, FloatArray]: ...
 
 
@@ -109,6 +120,7 @@ def kl_divergence(
     base: float | None = None,
     reduction: Reduction = "none",
     return_grad: bool = False,
+    workers: int | None = None,
 ) -> Loss | tuple[Loss, FloatArray]:
     r"""Kullback-Leibler divergence KL(P || Q) between softmax(p_logits) and softmax(q_logits).
 
@@ -130,6 +142,10 @@ def kl_divergence(
         Per row, summed, or averaged over rows.
     return_grad : bool, optional
         Also return d(result)/d(q_logits).
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
@@ -137,6 +153,7 @@ def kl_divergence(
     grad : ndarray
         Only with ``return_grad=True``.
     """
+    threads = resolve_workers(workers)
     p, p_dtype = as_float_array(p_logits, "p_logits")
     q, q_dtype = as_float_array(q_logits, "q_logits")
     if p.shape != q.shape:
@@ -157,7 +174,7 @@ def kl_divergence(
     grad_scale = (1.0 / rows if code == 2 and rows else 1.0) / scale
     # The base is applied in the kernel, in double: nats may exceed float32's range where
     # the result in the caller's base does not.
-    _core.kl_divergence(p, q, out, 1.0 / scale, grad, grad_scale, ax)
+    _core.kl_divergence(p, q, out, 1.0 / scale, grad, grad_scale, ax, threads)
     kl: Any
     if code == 0:
         per_row = cast_result(out, result_dtype)

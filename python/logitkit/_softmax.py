@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _core
 from ._typing import FloatArray
+from ._workers import resolve_workers
 from ._arrays import (
     as_float_array,
     cast_result,
@@ -30,32 +31,37 @@ __all__ = [
 ]
 
 
-_Kernel = Callable[[NDArray[Any], NDArray[Any], int], None]
-_BackwardKernel = Callable[[NDArray[Any], NDArray[Any], NDArray[Any], int], None]
+_Kernel = Callable[[NDArray[Any], NDArray[Any], int, int], None]
+_BackwardKernel = Callable[[NDArray[Any], NDArray[Any], NDArray[Any], int, int], None]
 
 
-def _normalize(kernel: _Kernel, x: ArrayLike, axis: int, out: FloatArray | None) -> FloatArray:
+def _normalize(
+    kernel: _Kernel, x: ArrayLike, axis: int, out: FloatArray | None, workers: int | None
+) -> FloatArray:
     """Run a softmax-like kernel whose output has the input's shape."""
+    threads = resolve_workers(workers)
     if out is not None and plain_out(x, out):
-        kernel(x, out, normalize_axis(axis, x.ndim))
+        kernel(x, out, normalize_axis(axis, x.ndim), threads)
         return out
     a, result_dtype = as_float_array(x)
     ax = normalize_axis(axis, a.ndim)
     if out is None:
         result = np.empty_like(a)
-        kernel(a, result, ax)
+        kernel(a, result, ax, threads)
         return result if result_dtype is a.dtype else cast_result(result, result_dtype)
     check_out(out, a.shape, result_dtype)
     if direct_out(out, a):
-        kernel(a, out, ax)
+        kernel(a, out, ax, threads)
     else:
         result = scratch_like(out, a.dtype)
-        kernel(a, result, ax)
+        kernel(a, result, ax, threads)
         copy_result(out, result)
     return out
 
 
-def softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) -> FloatArray:
+def softmax(
+    x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None, workers: int | None = None
+) -> FloatArray:
     r"""Softmax along an axis, computed stably.
 
     .. math:: \operatorname{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}},
@@ -76,6 +82,10 @@ def softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) -> F
     out : ndarray, optional
         Where to write the result: same shape as `x` and the result dtype. May be `x`
         itself (computed in place).
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
@@ -95,10 +105,12 @@ def softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) -> F
     >>> logitkit.softmax([123, 456, 789]).round(6)  # naive exp(789) overflows to nan
     array([0., 0., 1.])
     """
-    return _normalize(_core.softmax, x, axis, out)
+    return _normalize(_core.softmax, x, axis, out, workers)
 
 
-def log_softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) -> FloatArray:
+def log_softmax(
+    x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None, workers: int | None = None
+) -> FloatArray:
     r"""Logarithm of the softmax along an axis, computed without taking ``log(softmax)``.
 
     .. math:: \operatorname{log\_softmax}(x)_i = (x_i - m) - \log \sum_j e^{x_j - m}
@@ -114,6 +126,10 @@ def log_softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) 
         Axis to normalize over. Default: the last.
     out : ndarray, optional
         Where to write the result: same shape as `x` and the result dtype; may be `x`.
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
@@ -133,11 +149,16 @@ def log_softmax(x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None) 
     >>> logitkit.log_softmax([1000.0, 0.0])
     array([    0., -1000.])
     """
-    return _normalize(_core.log_softmax, x, axis, out)
+    return _normalize(_core.log_softmax, x, axis, out, workers)
 
 
 def logsumexp(
-    x: ArrayLike, axis: int = -1, *, keepdims: bool = False, out: FloatArray | None = None
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    keepdims: bool = False,
+    out: FloatArray | None = None,
+    workers: int | None = None,
 ) -> Any:
     r"""``log(sum(exp(x)))`` along an axis, without overflow.
 
@@ -155,6 +176,10 @@ def logsumexp(
     out : ndarray, optional
         Where to write the result: `x`'s shape without `axis` (with a length-one `axis` if
         `keepdims`), in the result dtype.
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
@@ -176,12 +201,13 @@ def logsumexp(
     >>> float(logitkit.logsumexp([1000.0, 1000.0]))
     1000.6931471805599
     """
+    threads = resolve_workers(workers)
     a, result_dtype = as_float_array(x)
     ax = normalize_axis(axis, a.ndim)
     reduced = a.shape[:ax] + a.shape[ax + 1 :]
     if out is None:
         result = np.empty(reduced, dtype=a.dtype)
-        _core.logsumexp(a, result, ax)
+        _core.logsumexp(a, result, ax, threads)
         if result_dtype is not a.dtype:
             result = cast_result(result, result_dtype)
         if keepdims:
@@ -191,10 +217,10 @@ def logsumexp(
     check_out(out, expected, result_dtype)
     target = np.squeeze(out, axis=ax) if keepdims else out  # a view, never a copy
     if direct_out(target, a):
-        _core.logsumexp(a, target, ax)
+        _core.logsumexp(a, target, ax, threads)
     else:
         result = scratch_like(target, a.dtype)
-        _core.logsumexp(a, result, ax)
+        _core.logsumexp(a, result, ax, threads)
         copy_result(target, result)
     return out
 
@@ -206,7 +232,9 @@ def _backward(
     axis: int,
     out: FloatArray | None,
     name: str,
+    workers: int | None,
 ) -> FloatArray:
+    threads = resolve_workers(workers)
     g, g_dtype = as_float_array(grad_output, "grad_output")
     a, a_dtype = as_float_array(y, name)
     if g.shape != a.shape:
@@ -218,21 +246,26 @@ def _backward(
     ax = normalize_axis(axis, a.ndim)
     if out is None:
         result = np.empty_like(a)
-        kernel(g, a, result, ax)
+        kernel(g, a, result, ax, threads)
         return result if result.dtype == result_dtype else cast_result(result, result_dtype)
     check_out(out, a.shape, result_dtype)
     # Each row is read in full before any of it is written, so out may be either input.
     if direct_out(out, a) and direct_out(out, g):
-        kernel(g, a, out, ax)
+        kernel(g, a, out, ax, threads)
     else:
         result = scratch_like(out, a.dtype)
-        kernel(g, a, result, ax)
+        kernel(g, a, result, ax, threads)
         copy_result(out, result)
     return out
 
 
 def softmax_backward(
-    grad_output: ArrayLike, probs: ArrayLike, *, axis: int = -1, out: FloatArray | None = None
+    grad_output: ArrayLike,
+    probs: ArrayLike,
+    *,
+    axis: int = -1,
+    out: FloatArray | None = None,
+    workers: int | None = None,
 ) -> FloatArray:
     r"""Vector-Jacobian product of softmax: the gradient with respect to its input.
 
@@ -254,12 +287,16 @@ def softmax_backward(
         The axis softmax was taken along. Default: the last.
     out : ndarray, optional
         Where to write the result; may be either input.
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
     ndarray
     """
-    return _backward(_core.softmax_backward, grad_output, probs, axis, out, "probs")
+    return _backward(_core.softmax_backward, grad_output, probs, axis, out, "probs", workers)
 
 
 def log_softmax_backward(
@@ -268,6 +305,7 @@ def log_softmax_backward(
     *,
     axis: int = -1,
     out: FloatArray | None = None,
+    workers: int | None = None,
 ) -> FloatArray:
     r"""Vector-Jacobian product of log_softmax.
 
@@ -284,12 +322,18 @@ def log_softmax_backward(
         The axis log_softmax was taken along. Default: the last.
     out : ndarray, optional
         Where to write the result; may be either input.
+    workers : int, optional
+        Threads to use, the calling one included: ``None`` (default) takes
+        :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
+        results are bit-identical whatever the number.
 
     Returns
     -------
     ndarray
     """
-    return _backward(_core.log_softmax_backward, grad_output, log_probs, axis, out, "log_probs")
+    return _backward(
+        _core.log_softmax_backward, grad_output, log_probs, axis, out, "log_probs", workers
+    )
 
 
 def softmax_jacobian(probs: ArrayLike, *, axis: int = -1) -> FloatArray:

@@ -1,7 +1,7 @@
 """logitkit's thread pool as threadpoolctl sees it.
 
-When threadpoolctl (>= 3.3) is installed, ``import logitkit`` registers a controller for
-logitkit's compiled core with it, so that
+When threadpoolctl (>= 3.3) is imported, before or after logitkit, logitkit registers a
+controller for its compiled core with it, so that
 
 - :func:`threadpoolctl.threadpool_info` lists logitkit (``user_api`` and
   ``internal_api`` ``"logitkit"``) with ``num_threads``, the process default of
@@ -18,17 +18,24 @@ of their file name; logitkit's extension is ``_core.*.so`` (``.pyd`` on Windows)
 many packages use, so the controller also requires the symbol
 ``logitkit_threadpool_marker``, which only logitkit's core exports (``csrc/bindings.cpp``).
 threadpoolctl checks such symbols from version 3.3; older versions are not registered with.
-Importing threadpoolctl takes about 2-4 ms (after NumPy).
+
+``import logitkit`` does not import threadpoolctl (optional dependencies are imported
+where used; importing threadpoolctl takes 2-4 ms and sets ``KMP_DUPLICATE_LIB_OK`` in the
+environment): it registers at once if threadpoolctl is already imported, and otherwise
+when threadpoolctl is first imported (:func:`register_when_imported`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
+from typing import Any
 
 from . import _workers
 from ._version import __version__
 
-__all__ = ["USER_API", "MARKER_SYMBOL", "register"]
+__all__ = ["USER_API", "MARKER_SYMBOL", "register", "register_when_imported"]
 
 USER_API = "logitkit"
 MARKER_SYMBOL = "logitkit_threadpool_marker"
@@ -94,3 +101,56 @@ def register() -> bool:
     threadpoolctl.register(controller)
     _registered = True
     return True
+
+
+class _RegisterOnImport:
+    """A meta path finder that registers the controller once threadpoolctl is imported.
+
+    It finds threadpoolctl's spec with the other finders (it skips itself while doing so)
+    and wraps the loader's ``exec_module`` so that :func:`register` runs right after the
+    module has executed; then it removes itself.
+    """
+
+    def __init__(self) -> None:
+        self._finding = False
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "threadpoolctl" or self._finding:
+            return None
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        execute = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            execute(module)
+            _stop_watching()
+            register()
+
+        loader.exec_module = exec_module  # this spec's own loader instance
+        return spec
+
+
+_watcher: _RegisterOnImport | None = None
+
+
+def _stop_watching() -> None:
+    global _watcher
+    if _watcher is not None and _watcher in sys.meta_path:
+        sys.meta_path.remove(_watcher)
+    _watcher = None
+
+
+def register_when_imported() -> None:
+    """Register now if threadpoolctl is already imported, else when it is (once)."""
+    global _watcher
+    if sys.modules.get("threadpoolctl") is not None:
+        register()
+    elif _watcher is None and "threadpoolctl" not in sys.modules:
+        _watcher = _RegisterOnImport()
+        sys.meta_path.insert(0, _watcher)

@@ -1,0 +1,161 @@
+#include "parallel.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#if !defined(_WIN32)
+#include <pthread.h>
+#endif
+
+namespace logitkit {
+namespace {
+
+// One parallel_for call. Lives on the caller's stack; the pool's mutex guards the fields
+// marked so, and the caller removes the job and waits for its helpers before returning.
+struct Job {
+  TaskRef task;
+  idx count;
+  std::atomic<idx> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;  // written once, by the thread that set `failed`
+  int open_slots;            // mutex: helpers that may still join
+  int running = 0;           // mutex: helpers that joined and have not left
+  std::condition_variable done;
+
+  Job(TaskRef t, idx n, int helpers) : task(t), count(n), open_slots(helpers) {}
+
+  // Takes tasks until none are left (or one failed).
+  void work() {
+    for (;;) {
+      const idx t = next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= count) return;
+      try {
+        task(t);
+      } catch (...) {
+        if (!failed.exchange(true)) error = std::current_exception();
+        next.store(count, std::memory_order_relaxed);
+        return;
+      }
+    }
+  }
+};
+
+struct Pool {
+  std::mutex mutex;
+  std::condition_variable wake;  // helpers sleep here while no job has an open slot
+  std::vector<Job*> jobs;        // mutex: posted jobs, oldest first
+  int threads = 0;               // mutex: helpers started
+
+  // mutex held. The oldest job a helper can join.
+  Job* open_job() {
+    for (Job* job : jobs)
+      if (job->open_slots > 0 && job->next.load(std::memory_order_relaxed) < job->count)
+        return job;
+    return nullptr;
+  }
+
+  void helper_main() {
+    std::unique_lock<std::mutex> lock(mutex);
+    for (;;) {
+      Job* job = open_job();
+      if (!job) {
+        wake.wait(lock);
+        continue;
+      }
+      --job->open_slots;
+      ++job->running;
+      lock.unlock();
+      job->work();
+      lock.lock();
+      if (--job->running == 0) job->done.notify_all();
+    }
+  }
+
+  // mutex held. Starts helpers until there are `wanted` (fewer if the system refuses).
+  void grow_to(int wanted) {
+    while (threads < wanted) {
+      try {
+        // Detached: the pool lives until the process ends and is never destroyed, so its
+        // threads never outlive it (no static destructor to race at exit).
+        std::thread([this] { helper_main(); }).detach();
+      } catch (const std::system_error&) {
+        return;  // out of threads: the callers and the existing helpers do the work
+      }
+      ++threads;
+    }
+  }
+};
+
+std::atomic<Pool*> current_pool{nullptr};
+
+#if !defined(_WIN32)
+// In a child after fork() only the forking thread exists: forget the parent's pool.
+void forget_pool_in_child() { current_pool.store(nullptr, std::memory_order_relaxed); }
+#endif
+
+Pool& pool() {
+  Pool* p = current_pool.load(std::memory_order_acquire);
+  if (p) return *p;
+#if !defined(_WIN32)
+  // Registered once per process (a child inherits the registration).
+  static const bool registered = [] {
+    pthread_atfork(nullptr, nullptr, &forget_pool_in_child);
+    return true;
+  }();
+  (void)registered;
+#endif
+  // No lock to create it (a lock held by another thread at fork() would hang a child):
+  // the first of racing threads to publish its pool wins.
+  Pool* fresh = new Pool;
+  Pool* expected = nullptr;
+  if (current_pool.compare_exchange_strong(expected, fresh, std::memory_order_acq_rel))
+    return *fresh;
+  delete fresh;
+  return *expected;
+}
+
+}  // namespace
+
+void parallel_for(idx count, int workers, TaskRef task) {
+  if (count <= 0) return;
+  const int helpers = static_cast<int>(count < workers ? count : workers) - 1;
+  if (helpers <= 0) {
+    for (idx t = 0; t < count; ++t) task(t);
+    return;
+  }
+  Pool& p = pool();
+  Job job(task, count, helpers);
+  int available;
+  {
+    std::lock_guard<std::mutex> lock(p.mutex);
+    p.grow_to(helpers);
+    available = p.threads < helpers ? p.threads : helpers;
+    p.jobs.push_back(&job);
+  }
+  for (int i = 0; i < available; ++i) p.wake.notify_one();
+  job.work();
+  {
+    std::unique_lock<std::mutex> lock(p.mutex);
+    for (size_t i = 0; i < p.jobs.size(); ++i)
+      if (p.jobs[i] == &job) {
+        p.jobs.erase(p.jobs.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    job.done.wait(lock, [&] { return job.running == 0; });
+  }
+  if (job.error) std::rethrow_exception(job.error);
+}
+
+int pool_thread_count() {
+  Pool* p = current_pool.load(std::memory_order_acquire);
+  if (!p) return 0;
+  std::lock_guard<std::mutex> lock(p->mutex);
+  return p->threads;
+}
+
+}  // namespace logitkit
