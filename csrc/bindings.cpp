@@ -32,8 +32,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
 
   m.def(
       "softmax",
-      [](const py::array& x, const py::array& out, int axis, int workers) {
-        check_workers(workers);
+      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg) {
+        const int workers = checked_workers(workers_arg);
         run_unary(x, out,
                   [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
                     logitkit::softmax(dt, xv, ov, axis, workers);
@@ -42,8 +42,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
       py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
   m.def(
       "log_softmax",
-      [](const py::array& x, const py::array& out, int axis, int workers) {
-        check_workers(workers);
+      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg) {
+        const int workers = checked_workers(workers_arg);
         run_unary(x, out,
                   [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
                     logitkit::log_softmax(dt, xv, ov, axis, workers);
@@ -52,8 +52,8 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
       py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
   m.def(
       "logsumexp",
-      [](const py::array& x, const py::array& out, int axis, int workers) {
-        check_workers(workers);
+      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg) {
+        const int workers = checked_workers(workers_arg);
         run_unary(x, out,
                   [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
                     logitkit::logsumexp(dt, xv, ov, axis, workers);

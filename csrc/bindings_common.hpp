@@ -4,9 +4,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
+#include "logitkit/parallel.hpp"
 #include "logitkit/strided.hpp"
 
 namespace logitkit_bindings {
@@ -68,9 +70,11 @@ class ReleaseGilIfLarge {
   std::optional<py::gil_scoped_release> release_;
 };
 
-// The Python layer resolves workers= to a positive count (logitkit/_workers.py).
-inline void check_workers(int workers) {
+// The Python layer resolves workers= to a positive count (logitkit/_workers.py); counts
+// beyond what the pool starts (parallel.hpp's kMaxThreads) act as that many.
+inline int checked_workers(std::int64_t workers) {
   if (workers < 1) throw py::value_error("workers must be a positive number of threads");
+  return workers < logitkit::kMaxThreads ? static_cast<int>(workers) : logitkit::kMaxThreads;
 }
 
 // Checks both arrays and runs fn(dtype, x, out), without the GIL unless x is small.

@@ -65,9 +65,9 @@ void register_losses(py::module_& m) {
       "cross_entropy",
       [](const py::array& logits, const OptArray& labels, const OptArray& probs,
          const OptArray& weight, std::int64_t ignore_index, double smoothing, int reduction,
-         const OptArray& loss, const OptArray& grad, int axis, int workers) {
+         const OptArray& loss, const OptArray& grad, int axis, std::int64_t workers_arg) {
         const DType dt = dtype_of(logits, "logits");
-        check_workers(workers);
+        const int workers = checked_workers(workers_arg);
         const StridedArray zv = view_of(logits, "logits", false);
         std::optional<StridedArray> label_v;
         if (labels) label_v = label_view(*labels);
@@ -118,8 +118,8 @@ void register_losses(py::module_& m) {
 
   m.def(
       "entropy",
-      [](const py::array& x, const py::array& out, int axis, int workers) {
-        check_workers(workers);
+      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg) {
+        const int workers = checked_workers(workers_arg);
         run_unary(x, out,
                   [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
                     logitkit::entropy(dt, xv, ov, axis, workers);
@@ -130,8 +130,8 @@ void register_losses(py::module_& m) {
   m.def(
       "kl_divergence",
       [](const py::array& p, const py::array& q, const py::array& out, double out_scale,
-         const OptArray& grad, double grad_scale, int axis, int workers) {
-        check_workers(workers);
+         const OptArray& grad, double grad_scale, int axis, std::int64_t workers_arg) {
+        const int workers = checked_workers(workers_arg);
         const DType dt = dtype_of(p, "p_logits");
         const StridedArray pv = view_of(p, "p_logits", false);
         const StridedArray qv = view_as(q, dt, "q_logits", false);
@@ -146,8 +146,8 @@ void register_losses(py::module_& m) {
 
   auto backward = [](auto fn) {
     return [fn](const py::array& g, const py::array& y, const py::array& out, int axis,
-                int workers) {
-      check_workers(workers);
+                std::int64_t workers_arg) {
+      const int workers = checked_workers(workers_arg);
       const DType dt = dtype_of(g, "grad_output");
       const StridedArray gv = view_of(g, "grad_output", false);
       const StridedArray yv = view_as(y, dt, "probabilities", false);
@@ -163,8 +163,8 @@ void register_losses(py::module_& m) {
         py::arg("workers") = 1);
 
   auto elementwise = [](auto fn) {
-    return [fn](const py::array& x, const py::array& out, int workers) {
-      check_workers(workers);
+    return [fn](const py::array& x, const py::array& out, std::int64_t workers_arg) {
+      const int workers = checked_workers(workers_arg);
       const DType dt = dtype_of(x, "x");
       if (dtype_of(out, "out") != dt) throw py::type_error("out must have the dtype of x");
       if (!(x.flags() & py::array::c_style) || !(out.flags() & py::array::c_style) ||
@@ -187,8 +187,8 @@ void register_losses(py::module_& m) {
       "binary_cross_entropy",
       [](const py::array& logits, const py::array& target, const OptArray& weight,
          const OptArray& pos_weight, const OptArray& loss, const OptArray& grad,
-         double grad_scale, int workers) {
-        check_workers(workers);
+         double grad_scale, std::int64_t workers_arg) {
+        const int workers = checked_workers(workers_arg);
         const DType dt = dtype_of(logits, "logits");
         const void* z = contiguous_data(logits, dt, "logits");
         const void* y = contiguous_data(target, dt, "target");

@@ -123,6 +123,7 @@ Pool& pool() {
 
 void parallel_for(idx count, int workers, TaskRef task) {
   if (count <= 0) return;
+  if (workers > kMaxThreads) workers = kMaxThreads;
   const int helpers = static_cast<int>(count < workers ? count : workers) - 1;
   if (helpers <= 0) {
     for (idx t = 0; t < count; ++t) task(t);

@@ -42,6 +42,10 @@ class TaskRef {
   void (*call_)(void*, idx);
 };
 
+// The most threads one call uses (and the pool starts), the calling thread included: more
+// than any machine this is built for has cores; asking for more gets this many.
+constexpr int kMaxThreads = 256;
+
 // Runs task(0) ... task(count - 1), each exactly once, on up to `workers` threads (the
 // calling thread included), and returns when all have finished. The first exception a task
 // throws is rethrown here (tasks not yet started are then skipped).
