@@ -1696,9 +1696,12 @@ def _build_special(spec, mem, rng):
             kwargs["b"] = bvals
         arr_nd = max(nd, 1)
         axes = _special_axes(ax_arg, arr_nd)
-        rdtype = np.result_type(*( [x.dtype] + ([np.asarray(bvals).dtype]
-                                              if isinstance(bvals, np.ndarray) else [])),
-                                1.0).newbyteorder("=")
+        strong = [x.dtype] + ([np.asarray(bvals).dtype] if isinstance(bvals, np.ndarray)
+                              else [])
+        rdtype = np.result_type(*strong)
+        if not is_bf16(rdtype):  # bfloat16 stays bfloat16 (ml_dtypes < 0.7 adds 1.0 up
+            rdtype = np.result_type(*strong, 1.0)  # to float64)
+        rdtype = rdtype.newbyteorder("=")
     if bad == "axis":
         kwargs["axis"] = _bad_axis(rng, max(nd, 1))
         call.must_raise = call.must_raise + (AxisError,)

@@ -450,6 +450,19 @@ def _logsumexp_dtype(a: ArrayLike, b: ArrayLike | None) -> np.dtype[Any]:
     args: list[Any] = [np.asarray(v) if np.iterable(v) else v for v in (a, b) if v is not None]
     if not _NUMPY_2:  # follow NEP 50 anyway, as SciPy does
         args = [v.dtype if getattr(v, "size", 0) == 1 else v for v in args]
+    # bfloat16 with only weak real Python scalars stays bfloat16, as float16 does. ml_dtypes
+    # 0.7 promotes so; older versions (0.5 and 0.6, the newest with free-threaded wheels)
+    # make bfloat16 and the weak 1.0 below float64. (np.float64 subclasses float but is not
+    # weak: compare the exact types.)
+    strong = [v for v in args if type(v) not in (bool, int, float)]
+    if strong:
+        strong_dtype: np.dtype[Any] | None
+        try:
+            strong_dtype = np.result_type(*strong)
+        except TypeError:
+            strong_dtype = None
+        if strong_dtype is not None and is_bfloat16(strong_dtype):
+            return strong_dtype
     try:
         dtype = np.result_type(*args, 1.0)
     except TypeError:
