@@ -52,6 +52,12 @@ struct SoftmaxKernels {
                            idx rows, idx n);
   void (*logsumexp_rows)(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows,
                          idx n);
+  // The same results, with streaming stores for outputs that do not fit in the cache
+  // (float and double; the 16-bit formats' are the plain kernels).
+  void (*softmax_rows_stream)(const S* x, idx x_row_stride, S* out, idx out_row_stride,
+                              idx rows, idx n);
+  void (*log_softmax_rows_stream)(const S* x, idx x_row_stride, S* out, idx out_row_stride,
+                                  idx rows, idx n);
   // n x cols: the reduced axis is strided (*_axis_stride elements between classes) and the
   // kernel vectorizes across `cols` positions, *_col_stride elements apart (1: contiguous
   // columns; the row length: short contiguous rows, vectorized across rows).
@@ -66,9 +72,10 @@ struct SoftmaxKernels {
   // exp(x - max) over it minus 1 (split mode: no tail term is rounded against the 1 of the
   // maximum). max = -inf for a piece of -inf (sum 0); NaNs make the sum NaN.
   void (*logsumexp_piece)(const S* x, idx n, T* max, double* sum_minus_one);
-  // out = exp(x - shift) * scale, and out = (x - shift) - log_sum: the second passes.
-  void (*softmax_piece)(const S* x, S* out, idx n, T shift, T scale);
-  void (*log_softmax_piece)(const S* x, S* out, idx n, T shift, T log_sum);
+  // out = exp(x - shift) * scale, and out = (x - shift) - log_sum: the second passes
+  // (`stream`: with streaming stores, for float and double; see the *_stream kernels).
+  void (*softmax_piece)(const S* x, S* out, idx n, T shift, T scale, bool stream);
+  void (*log_softmax_piece)(const S* x, S* out, idx n, T shift, T log_sum, bool stream);
   // The vector exps themselves, elementwise over contiguous arrays (for accuracy tests):
   // full range, and the faster one for arguments <= 0 that the kernels use.
   void (*exp)(const S* x, S* out, idx n);
@@ -99,6 +106,7 @@ struct CrossEntropyRows {
   S* grad;  // gradient rows, or null for the loss only
   idx grad_row_stride;
   T grad_scale;  // multiplies every gradient (1/denominator of a mean)
+  bool stream;   // write the gradient with streaming stores (a gradient beyond the cache)
 };
 
 // Cross-entropy with class indices, vectorized across `cols` samples: logits of sample j,
@@ -160,6 +168,15 @@ struct BceRows {
   S* grad;  // or null
   T grad_scale;
 };
+
+// Outputs of at least this many bytes are written with streaming stores (the *_stream
+// kernels, CrossEntropyRows::stream): beyond the last-level cache, where the plain
+// stores' reads of the lines they write are DRAM traffic. Smaller outputs stay in the
+// cache for whatever reads them next. The choice depends on the shape only, and the
+// streamed values are the plain kernels' bit for bit (tests/test_streaming.py).
+// 24 MiB: 4096 x 1000 float32 (16 MB) stays plain, where the output stays in this
+// machine's 32 MiB L3 for the next reader; 64 x 128256 (33 MB) streams.
+constexpr idx kStreamOutputBytes = idx(24) << 20;
 
 template <class S>
 struct LossKernels {

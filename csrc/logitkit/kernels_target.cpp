@@ -63,7 +63,8 @@ namespace {
 template <class S>
 constexpr SoftmaxKernels<S> softmax_kernels() {
   return SoftmaxKernels<S>{
-      &softmax_rows<S>,  &log_softmax_rows<S>, &logsumexp_rows<S>, &softmax_cols<S>,
+      &softmax_rows<S>,  &log_softmax_rows<S>, &logsumexp_rows<S>, &softmax_rows_stream<S>,
+      &log_softmax_rows_stream<S>, &softmax_cols<S>,
       &log_softmax_cols<S>, &logsumexp_cols<S>, &logsumexp_piece<S>, &softmax_piece<S>,
       &log_softmax_piece<S>, &exp_array<S>, &exp_nonpositive_array<S>,
   };

@@ -58,6 +58,17 @@ LK_ALWAYS_INLINE void lk_narrow_grad_row(S* g, const T* e, const S* z, const S* 
   });
 }
 
+// The same for float and double rows with streaming stores (see lk_stream_vector): from
+// the kept exponentials e, or (e null) from the logits again.
+template <class S, class T, class F>
+LK_ALWAYS_INLINE void lk_stream_grad_row(S* g, const T* e, const S* z, const S* y, idx n,
+                                         T shift, F f) {
+  if (e) return lk_stream_row2(g, e, y, n, f);
+  lk_stream_row2(g, z, y, n, [=](T zc, T yc, idx c) {
+    return f(lk_exp_shifted<S>(zc - shift), yc, c);
+  });
+}
+
 // For a 16-bit S the exponentials are kept in a row of the compute type rather than in
 // the gradient: rounded to S first, they would make the gradient's differences that
 // cancel (p_t - 1, p_c - eps/C, p - y) wrong by many units. Beyond kNarrowKeep classes
@@ -65,21 +76,41 @@ LK_ALWAYS_INLINE void lk_narrow_grad_row(S* g, const T* e, const S* z, const S* 
 // reloading a row from L2 cost more than the second exp (64x128256 float16: 3.37 ms
 // stored, 2.81 ms taken again; float32 2.71-2.99 ms).
 
-template <class S, class T = compute_t<S>>
-void cross_entropy_rows(const CrossEntropyRows<S>& a) {
+//
+// kStream (float and double, a gradient beyond the cache): the exponentials are kept in the
+// thread's LkStreamRow (taken again from the logits for longer rows) and the gradient is
+// written once, with streaming stores, as the 16-bit formats write theirs.
+template <class S, bool kStream, class T = compute_t<S>>
+void cross_entropy_rows_for(const CrossEntropyRows<S>& a) {
   constexpr bool kNarrow = sizeof(S) < sizeof(T);
+  static_assert(!(kStream && kNarrow), "streaming stores are for float and double rows");
   const idx n = a.n;
   const T eps = a.smoothing;
   const T eps_per_class = eps / static_cast<T>(n);
   const T keep = T(1) - eps;
   const bool keep_exps = kNarrow && a.grad && n <= kNarrowKeep;
   LkScratch<T> exp_row(keep_exps ? n : 0);
-  // Where the exp pass keeps the exponentials: the gradient row, exp_row, or nowhere.
+  T* stream_row = nullptr;
+  if constexpr (kStream) {
+    if (a.grad && n <= lk_stream_keep<T>()) stream_row = lk_thread_work<LkStreamRow<T>>().get();
+  }
+  // Where the exp pass keeps the exponentials: the gradient row, exp_row, the stream row,
+  // or nowhere.
   auto exp_store = [&](S* g) {
     if constexpr (kNarrow) {
       return g && keep_exps ? exp_row.data : static_cast<T*>(nullptr);
+    } else if constexpr (kStream) {
+      return g ? stream_row : static_cast<T*>(nullptr);
     } else {
       return g;
+    }
+  };
+  // The gradient pass of the 16-bit formats and of kStream: one write of each element.
+  auto write_grad = [n](S* g, const T* e, const S* z, const S* y, T shift, auto f) {
+    if constexpr (kNarrow) {
+      lk_narrow_grad_row(g, e, z, y, n, shift, f);
+    } else {
+      lk_stream_grad_row(g, e, z, y, n, shift, f);
     }
   };
   lk_pipelined_rows(a.logits, a.logits_row_stride, a.rows, n,
@@ -133,15 +164,15 @@ void cross_entropy_rows(const CrossEntropyRows<S>& a) {
         const T scale = a.grad_scale * (keep * w_t + eps_per_class * a.weight_sum) / s;
         const T smooth = a.grad_scale * eps_per_class;
         const T target_step = a.grad_scale * keep * w_t;
-        if constexpr (kNarrow) {
+        if constexpr (kNarrow || kStream) {
           const S* none = nullptr;
           if (a.weight && eps != T(0)) {
             const T* w = a.weight;
-            lk_narrow_grad_row(g, e, z, none, n, shift, [=](T ec, T, idx c) {
+            write_grad(g, e, z, none, shift, [=](T ec, T, idx c) {
               return ec * scale - smooth * w[c] - (c == t ? target_step : T(0));
             });
           } else {
-            lk_narrow_grad_row(g, e, z, none, n, shift, [=](T ec, T, idx c) {
+            write_grad(g, e, z, none, shift, [=](T ec, T, idx c) {
               return ec * scale - smooth - (c == t ? target_step : T(0));
             });
           }
@@ -189,13 +220,13 @@ void cross_entropy_rows(const CrossEntropyRows<S>& a) {
     if (g) {
       const T scale = a.grad_scale * static_cast<T>(b_sum) / s;
       const T gs = a.grad_scale;
-      if constexpr (kNarrow) {
+      if constexpr (kNarrow || kStream) {
         if (w) {
-          lk_narrow_grad_row(g, e, z, y, n, shift, [=](T ec, T yc, idx c) {
+          write_grad(g, e, z, y, shift, [=](T ec, T yc, idx c) {
             return ec * scale - gs * w[c] * (keep * yc + eps_per_class);
           });
         } else {
-          lk_narrow_grad_row(g, e, z, y, n, shift, [=](T ec, T yc, idx) {
+          write_grad(g, e, z, y, shift, [=](T ec, T yc, idx) {
             return ec * scale - gs * (keep * yc + eps_per_class);
           });
         }
@@ -209,6 +240,15 @@ void cross_entropy_rows(const CrossEntropyRows<S>& a) {
       }
     }
   });
+  if constexpr (kStream) lk_stream_fence();
+}
+
+template <class S>
+void cross_entropy_rows(const CrossEntropyRows<S>& a) {
+  if constexpr (sizeof(S) == sizeof(compute_t<S>)) {
+    if (a.stream && a.grad) return cross_entropy_rows_for<S, true>(a);
+  }
+  cross_entropy_rows_for<S, false>(a);
 }
 
 // Cross-entropy with class indices, vectorized across samples ("columns") instead of

@@ -224,6 +224,12 @@ void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
     ops.push_back({args.probs, true, sizeof(S), false});
 
   const LossKernels<S>& kernels = loss_kernels_for<S>(table);
+  bool stream = false;
+  if (args.grad) {
+    idx grad_bytes = static_cast<idx>(sizeof(S));
+    for (const idx len : args.grad->shape) grad_bytes *= len;
+    stream = grad_bytes >= kStreamOutputBytes;
+  }
   run_rows<S>(ops, axis, workers, [&](const RowBatch& b) {
     CrossEntropyRows<S> a{};
     a.logits = b.at<const S>(0);
@@ -248,6 +254,7 @@ void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
     a.weight_sum = static_cast<T>(weight_sum);
     a.smoothing = static_cast<T>(args.smoothing);
     a.grad_scale = static_cast<T>(grad_scale);
+    a.stream = stream;
     kernels.cross_entropy_rows(a);
   });
 }

@@ -104,6 +104,7 @@ void long_rows(const SoftmaxKernels<S>& k, RowOutput kind, const AxisPlan& plan,
           double(shift[r] + static_cast<T>(std::log1p(merged[r]))));
   }
   if (kind != RowOutput::logsumexp) {
+    const bool stream = rows * n * static_cast<idx>(sizeof(S)) >= kStreamOutputBytes;
     parallel_for(rows * pieces, threads, [&](idx t) {
       const idx r = t / pieces, j = t % pieces;
       if (whole[r]) return;
@@ -112,10 +113,10 @@ void long_rows(const SoftmaxKernels<S>& k, RowOutput kind, const AxisPlan& plan,
       S* o = op + off[1] + j * kRowPiece;
       if (kind == RowOutput::softmax)
         k.softmax_piece(x, o, piece_length(j), shift[r],
-                        static_cast<T>(1.0 / (1.0 + merged[r])));
+                        static_cast<T>(1.0 / (1.0 + merged[r])), stream);
       else
         k.log_softmax_piece(x, o, piece_length(j), shift[r],
-                            static_cast<T>(std::log1p(merged[r])));
+                            static_cast<T>(std::log1p(merged[r])), stream);
     });
   }
   // Rows with a NaN or an infinity at the top, whole on the row kernel (their outputs are
@@ -146,7 +147,11 @@ void normalize(const StridedArray& x, const StridedArray& out, int axis, RowOutp
   const KernelTable& table = active_kernels();
   const SoftmaxKernels<S>& k = kernels_for<S>(table);
   const bool log = kind == RowOutput::log_softmax;
-  const auto rows = log ? k.log_softmax_rows : k.softmax_rows;
+  idx out_bytes = static_cast<idx>(sizeof(S));
+  for (const idx len : out.shape) out_bytes *= len;
+  const bool stream = out_bytes >= kStreamOutputBytes;
+  const auto rows = log ? (stream ? k.log_softmax_rows_stream : k.log_softmax_rows)
+                        : (stream ? k.softmax_rows_stream : k.softmax_rows);
   const auto cols = log ? k.log_softmax_cols : k.softmax_cols;
   const AxisPlan plan = plan_axis({&x, &out}, {true, true}, axis, {sizeof(S), sizeof(S)});
   if (plan.empty_batch || plan.n == 0) return;

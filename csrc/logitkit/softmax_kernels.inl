@@ -589,13 +589,31 @@ constexpr idx kNarrowKeep = 4096;
 // (float16) is within 1 ulp of the product, and a subnormal result loses at most half a
 // step more; log_softmax stores x - shift, rounded, then subtracts log s >= 0, which only
 // grows the magnitude: again within 1 ulp.
-template <class S, class T = compute_t<S>>
-void softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows, idx n) {
+//
+// kStream (float and double, outputs larger than the cache; see lk_stream_vector): the
+// exponentials go to the thread's LkStreamRow instead of `out`, and the normalized values
+// are streamed to `out` from there, so `out` is written once, without being read.
+template <class S, bool kStream, class T = compute_t<S>>
+void softmax_rows_for(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
+                      idx n) {
   constexpr bool kNarrow = sizeof(S) < sizeof(T);
   LkScratch<T> exp_row(kNarrow && n <= kNarrowKeep ? n : 0);
+  T* stream_row = nullptr;
+  if constexpr (kStream && !kNarrow) {
+    if (n <= lk_stream_keep<T>()) stream_row = lk_thread_work<LkStreamRow<T>>().get();
+  }
   lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const S* next, T* next_max) {
     const S* xr = x + r * x_row_stride;
     S* orow = out + r * out_row_stride;
+    if constexpr (kStream && !kNarrow) {
+      if (stream_row) {
+        T* e = stream_row;
+        const T inv = T(1) / lk_exp_sum_row(xr, e, n, lk_shift_for(m), next, next_max);
+        lk_stream_row2(orow, e, static_cast<const T*>(nullptr), n,
+                       [inv](T v, T, idx) { return v * inv; });
+        return;
+      }
+    }
     if (kNarrow && exp_row.data) {
       T* e = exp_row.data;
       const T inv = T(1) / lk_exp_sum_row(xr, e, n, lk_shift_for(m), next, next_max);
@@ -606,16 +624,37 @@ void softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx 
     const T inv = T(1) / lk_exp_sum_row(xr, orow, n, lk_shift_for(m), next, next_max);
     lk_map_row(orow, orow, n, [inv](T v) { return v * inv; });
   });
+  if constexpr (kStream) lk_stream_fence();
 }
 
-template <class S, class T = compute_t<S>>
-void log_softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
-                      idx n) {
+template <class S>
+void softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows, idx n) {
+  softmax_rows_for<S, false>(x, x_row_stride, out, out_row_stride, rows, n);
+}
+
+template <class S>
+void softmax_rows_stream(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
+                         idx n) {
+  softmax_rows_for<S, true>(x, x_row_stride, out, out_row_stride, rows, n);
+}
+
+// kStream (float and double): the sum pass stores nothing, and the output is streamed from
+// x - shift - log s taken from x again (read from cache: the row was just read).
+template <class S, bool kStream, class T = compute_t<S>>
+void log_softmax_rows_for(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
+                          idx n) {
   lk_pipelined_rows_lane(x, x_row_stride, rows, n,
                          [&](idx r, LkMax<T> m, const S* next, LkMax<T>* next_max) {
     const S* xr = x + r * x_row_stride;
     S* orow = out + r * out_row_stride;
     const T shift = lk_shift_for(m.value);
+    if constexpr (kStream && sizeof(S) == sizeof(T)) {
+      const T log_sum = lk_log_sum<T>(lk_exp_sum_minus_one_row<false>(
+          xr, static_cast<S*>(nullptr), n, shift, m.lane, next, next_max));
+      lk_stream_row2(orow, xr, static_cast<const T*>(nullptr), n,
+                     [shift, log_sum](T v, T, idx) { return (v - shift) - log_sum; });
+      return;
+    }
     // Pass 2 leaves x - shift in out; pass 3 subtracts log s. ((x - shift) - log_sum, not
     // x - (shift + log_sum): with shift = 1e30 the latter would round log_sum away.)
     // A 16-bit row takes x - shift from x again instead (no conversions in between, one
@@ -630,6 +669,19 @@ void log_softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, 
         lk_exp_sum_minus_one_row<true>(xr, orow, n, shift, m.lane, next, next_max));
     lk_map_row(orow, orow, n, [log_sum](T v) { return v - log_sum; });
   });
+  if constexpr (kStream) lk_stream_fence();
+}
+
+template <class S>
+void log_softmax_rows(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
+                      idx n) {
+  log_softmax_rows_for<S, false>(x, x_row_stride, out, out_row_stride, rows, n);
+}
+
+template <class S>
+void log_softmax_rows_stream(const S* x, idx x_row_stride, S* out, idx out_row_stride,
+                             idx rows, idx n) {
+  log_softmax_rows_for<S, true>(x, x_row_stride, out, out_row_stride, rows, n);
 }
 
 template <class S, class T>
@@ -666,14 +718,28 @@ void logsumexp_piece(const S* x, idx n, T* max, double* sum_minus_one) {
                                             static_cast<const S*>(nullptr), &unused);
 }
 
-template <class S, class T = compute_t<S>>
-void softmax_piece(const S* x, S* out, idx n, T shift, T scale) {
-  lk_map_row(x, out, n, [shift, scale](T v) { return lk_exp_shifted<S>(v - shift) * scale; });
+// The second passes, with streaming stores for float and double when `stream`.
+template <class S, class F, class T = compute_t<S>>
+void lk_piece_pass(const S* x, S* out, idx n, bool stream, F f) {
+  if constexpr (sizeof(S) == sizeof(T)) {
+    if (stream) {
+      lk_stream_row2(out, x, static_cast<const T*>(nullptr), n, [f](T v, T, idx) { return f(v); });
+      lk_stream_fence();
+      return;
+    }
+  }
+  lk_map_row(x, out, n, f);
 }
 
 template <class S, class T = compute_t<S>>
-void log_softmax_piece(const S* x, S* out, idx n, T shift, T log_sum) {
-  lk_map_row(x, out, n, [shift, log_sum](T v) { return (v - shift) - log_sum; });
+void softmax_piece(const S* x, S* out, idx n, T shift, T scale, bool stream) {
+  lk_piece_pass(x, out, n, stream,
+                [shift, scale](T v) { return lk_exp_shifted<S>(v - shift) * scale; });
+}
+
+template <class S, class T = compute_t<S>>
+void log_softmax_piece(const S* x, S* out, idx n, T shift, T log_sum, bool stream) {
+  lk_piece_pass(x, out, n, stream, [shift, log_sum](T v) { return (v - shift) - log_sum; });
 }
 
 // Column kernels: the reduced axis is strided and the kernel vectorizes across `cols`
