@@ -26,12 +26,25 @@ that a slow patch of the machine hits them all alike.  Every implementation's
 result is first checked against a float64 reference; a row whose result is off
 is marked "!" and explained in a note.
 
-PyTorch and JAX are optional and run on one thread, like the others.
+Threads: logitkit (``logitkit.set_workers``) and PyTorch (``torch.set_num_threads``) run
+on ``--workers`` threads, one by default, so that every comparison is at the same
+thread count; NumPy and SciPy compute these on one thread, and so does JAX (set at
+import).  PyTorch and JAX are optional.
+
+``--scaling`` prints, instead of those tables, how logitkit and PyTorch scale with the
+thread count (1, 2, ... up to the usable cores, or ``--scaling-workers``): softmax and
+cross-entropy with gradient on three arrays, the logsumexp of one long row, and a
+small softmax (the per-call cost). For each count N, logitkit with N workers and
+PyTorch with N threads are timed in the same interleaved rounds, with a one-thread
+memcpy of the same array.  On several threads, a round that follows PyTorch's waits
+until its OpenMP threads, which spin for a while after each call, have gone to sleep.
 
 Examples::
 
     python benchmarks/bench.py                 # everything (about four minutes)
     python benchmarks/bench.py --quick         # smoke run
+    python benchmarks/bench.py --workers 2     # logitkit and PyTorch on two threads
+    python benchmarks/bench.py --scaling --markdown   # the thread-scaling table
     python benchmarks/bench.py --shapes 64x128256 --ops softmax --impls logitkit,numpy
     python benchmarks/bench.py --ops cross_entropy,cross_entropy+grad
     python benchmarks/bench.py --dtypes float16,bfloat16 --impls logitkit,torch
@@ -60,6 +73,7 @@ import os
 import platform
 import statistics
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -182,6 +196,21 @@ LATENCIES = [
     ("softmax", Case((32, 10))),
     ("cross_entropy+grad", Case((128, 10))),  # a whole training step of a small classifier
 ]
+
+# The thread-scaling table (--scaling): (operation, input array), timed with logitkit and
+# PyTorch at each thread count. cross_entropy+grad is the loss and its gradient (PyTorch:
+# forward and .backward()); the last row is the per-call cost of a tiny call.
+SCALING_IMPLS = ("logitkit", "torch")
+SCALING = [
+    *(
+        (op, Case(shape))
+        for op in ("softmax", "cross_entropy+grad")
+        for shape in [(4096, 1000), (64, 128256), (512, 32000)]
+    ),
+    ("logsumexp", Case((1, 1 << 24))),  # one long row: split across threads, then merged
+    ("softmax", Case((32, 10))),
+]
+SCALING_KINDS = sorted({case.kind_label for _, case in SCALING})
 
 
 # ------------------------------------------------------------------ implementations
@@ -884,13 +913,85 @@ class Timer:
         return statistics.median(self.samples)
 
 
-def time_interleaved(fns: dict[Any, Callable[[], Any]], settings: Settings) -> dict[Any, float]:
-    """Median seconds per call of each callable, sampled in interleaved rounds."""
-    timers = {key: Timer(fn, settings) for key, fn in fns.items()}
+def time_interleaved(
+    fns: dict[Any, Callable[[], Any]],
+    settings: Settings,
+    setups: dict[Any, Callable[[], Any]] | None = None,
+) -> dict[Any, float]:
+    """Median seconds per call of each callable, sampled in interleaved rounds.
+
+    ``setups[key]``, where given, runs before that callable's warm-up and before each of
+    its rounds, untimed: it sets the thread counts the callable is to run with.
+    """
+    setups = setups or {}
+
+    def prepare(key: Any) -> None:
+        setup = setups.get(key)
+        if setup is not None:
+            setup()
+
+    timers = {}
+    for key, fn in fns.items():
+        prepare(key)
+        timers[key] = Timer(fn, settings)
     for index in range(settings.rounds):
-        for timer in timers.values():
+        for key, timer in timers.items():
+            prepare(key)
             timer.run_round(index)
     return {key: timer.median for key, timer in timers.items()}
+
+
+# ------------------------------------------------------------------------ threads
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def has_workers() -> bool:
+    """Whether this logitkit takes a thread count (set_workers); older ones run on one."""
+    return logitkit is not None and hasattr(logitkit, "set_workers")
+
+
+def set_threads(n: int) -> None:
+    """Run logitkit (its default workers=, in this thread) and PyTorch on n threads."""
+    if has_workers():
+        logitkit.set_workers(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def threads_label(n: int) -> str:
+    return "one thread" if n == 1 else f"{n} threads"
+
+
+# PyTorch's OpenMP threads (libgomp's default) spin, a core each, for ~10 ms after each of
+# its multi-threaded calls: the next implementation timed would find its cores taken (on
+# 2 cores, logitkit's 2 workers ran ~1.4x slower right after PyTorch on 2 threads). So a
+# round after one of those starts only once they have gone to sleep.
+OPENMP_SETTLE_S = 0.03
+
+
+class ThreadSetups:
+    """The ``setups`` of bench_case for implementations on several threads: each sets
+    logitkit's and PyTorch's thread counts, after waiting out PyTorch's spinning threads
+    where the round before was PyTorch's on more than one."""
+
+    def __init__(self) -> None:
+        self.spinning = False  # the last round was PyTorch's on several threads
+
+    def __call__(self, impl: str, n: int) -> Callable[[], None]:
+        def setup() -> None:
+            if self.spinning:
+                time.sleep(OPENMP_SETTLE_S)
+            set_threads(n)
+            self.spinning = impl == "torch" and n > 1
+
+        return setup
 
 
 # ------------------------------------------------------------------------ running
@@ -936,13 +1037,17 @@ def bench_case(
     settings: Settings,
     notes: list[str],
     with_memcpy: bool = True,
+    setups: dict[str, Callable[[], Any]] | None = None,
 ) -> list[Row]:
     """Check and time every (op, impl) of ``rows`` on one input array.
 
     An implementation that cannot run the case (its factory raises Skip, or its first
     call raises, e.g. for a dtype it does not take yet) gets a skipped row and a note;
-    one whose factory raises NotApplicable is left out, with a note.
+    one whose factory raises NotApplicable is left out, with a note. ``setups[impl]``,
+    where given, runs before that implementation's factory, first call and every round
+    of timing (see time_interleaved).
     """
+    setups = setups or {}
     x = case.make_input()
     axis = case.axis
     references = {op: REFERENCES[op](x, axis) for op in dict.fromkeys(op for op, _, _ in rows)}
@@ -959,6 +1064,8 @@ def bench_case(
         fns["memcpy", "np.copyto"] = memcpy(x, axis)
         ok["memcpy", "np.copyto"] = True
     for op, impl, factory in rows:
+        if impl in setups:
+            setups[impl]()
         try:
             fn = factory(x, axis)
             result = fn()
@@ -993,7 +1100,9 @@ def bench_case(
         order.append((op, impl))
         fns[op, impl] = fn
 
-    seconds = time_interleaved(fns, settings)
+    seconds = time_interleaved(
+        fns, settings, {key: setups[key[1]] for key in fns if key[1] in setups}
+    )
     roof = seconds.get(("memcpy", "np.copyto"), math.nan)
     return [
         Row(op, case, impl, seconds[op, impl], roof, ok[op, impl])
@@ -1017,7 +1126,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment_lines() -> list[str]:
+def environment_lines(threads: str = "all single-threaded") -> list[str]:
     if logitkit is not None:
         active = logitkit.capabilities().get("active", "?")
         lk = f"logitkit {getattr(logitkit, '__version__', '?')} (SIMD target: {active})"
@@ -1028,7 +1137,7 @@ def environment_lines() -> list[str]:
     versions += [f"jax {jax.__version__}"] if jax is not None else []
     return [
         f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); Python {platform.python_version()}",
-        f"{lk}; " + ", ".join(versions) + "; all single-threaded",
+        f"{lk}; " + ", ".join(versions) + f"; {threads}",
     ]
 
 
@@ -1146,6 +1255,109 @@ def print_latency(rows: list[Row], markdown: bool) -> None:
         print("(cross_entropy+grad: loss and gradient; for PyTorch, forward and .backward())")
 
 
+def threads_caption(workers: int, impls: list[str]) -> str:
+    """The thread counts of the main tables, as said above them."""
+    if workers == 1:
+        torch_too = ", PyTorch torch.set_num_threads(1)" if "torch" in impls else ""
+        return f"Threads: one for every implementation (logitkit workers=1{torch_too})."
+    others = [name for impl, name in [("numpy", "NumPy"), ("scipy", "SciPy"), ("jax", "JAX")]
+              if impl in impls]
+    said = f"Threads: logitkit workers={workers}"
+    if "torch" in impls:
+        said += f", PyTorch torch.set_num_threads({workers})"
+    return said + (f"; {', '.join(others)}: one." if others else ".")
+
+
+@dataclass
+class ScalingResult:
+    """One array of the scaling table: its memcpy's time, and the Row of each
+    (implementation, thread count) that was run."""
+
+    op: str
+    case: Case
+    memcpy_seconds: float
+    rows: dict[tuple[str, int], Row]
+
+
+def scaling_label(impl: str, workers: int) -> str:
+    return f"{impl} on {threads_label(workers)}"
+
+
+def bench_scaling(
+    op: str,
+    case: Case,
+    counts: list[int],
+    impls: list[str],
+    settings: Settings,
+    notes: list[str],
+) -> ScalingResult:
+    """Time ``op`` on ``case`` with each implementation at each thread count, all in the
+    same interleaved rounds, with a one-thread memcpy of the array."""
+    factories = {(o, impl): factory for o, impl, factory in IMPLEMENTATIONS}
+    rows: list[tuple[str, str, Factory]] = []
+    thread_setups = ThreadSetups()
+    setups = {"np.copyto": thread_setups("np.copyto", 1)}
+    labels: dict[str, tuple[str, int]] = {}
+    for n in counts:
+        for impl in impls:
+            label = scaling_label(impl, n)
+            rows.append((op, label, factories[op, impl]))
+            setups[label] = thread_setups(impl, n)
+            labels[label] = (impl, n)
+    timed = bench_case(case, rows, settings, notes, setups=setups)
+    memcpy_seconds = next(row.seconds for row in timed if row.op == "memcpy")
+    return ScalingResult(
+        op, case, memcpy_seconds, {labels[row.impl]: row for row in timed if row.op == op}
+    )
+
+
+def format_time(seconds: float) -> str:
+    """ms, or µs below 0.1 ms (the tiny calls): the scaling table mixes both."""
+    if seconds < 1e-4:
+        return f"{seconds * 1e6:.2f} µs"
+    return f"{format_ms(seconds)} ms"
+
+
+def print_scaling(results: list[ScalingResult], counts: list[int], markdown: bool) -> None:
+    """One row per array and thread count: memcpy, logitkit (its multiple of the memcpy,
+    its speedup over itself on one thread), PyTorch, and PyTorch's time over logitkit's."""
+    with_torch = any(impl == "torch" for r in results for impl, _ in r.rows)
+    header = ["op", "shape", "threads", "memcpy", "logitkit", "× memcpy", "speedup vs 1"]
+    if with_torch:
+        header += ["PyTorch", "PyTorch / logitkit"]
+
+    def timed(row: Row | None) -> str:
+        if row is None:
+            return "–"
+        if row.skipped:
+            return "skipped"
+        return format_time(row.seconds) + ("" if row.ok else " !")
+
+    def ratio(numerator: Row | None, denominator: Row | None) -> str:
+        if numerator is None or denominator is None or numerator.skipped or denominator.skipped:
+            return "–"
+        return f"{numerator.seconds / denominator.seconds:.2f}"
+
+    body = []
+    for result in results:
+        one = result.rows.get(("logitkit", 1))
+        for n in counts:
+            lk, pt = result.rows.get(("logitkit", n)), result.rows.get(("torch", n))
+            cells = [
+                result.op,
+                result.case.shape_label,
+                str(n),
+                format_time(result.memcpy_seconds),
+                timed(lk),
+                "–" if lk is None or lk.skipped else f"{lk.ratio:.2f}",
+                ratio(one, lk),
+            ]
+            if with_torch:
+                cells += [timed(pt), ratio(pt, lk)]
+            body.append(cells)
+    print_table(header, body, markdown, right=set(range(2, len(header))))
+
+
 # ---------------------------------------------------------------------------- CLI
 
 
@@ -1158,6 +1370,22 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return n
+
+
+def thread_counts(text: str) -> list[int]:
+    """--scaling-workers: comma-separated positive integers; 1 is always added (the
+    speedups are over it)."""
+    return sorted({1, *(positive_int(item) for item in comma_list(text))})
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1189,6 +1417,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=all_dtypes,
         help=f"default: {','.join(all_dtypes)} (bfloat16 needs ml_dtypes)",
     )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="threads of logitkit (workers=) and of PyTorch (torch.set_num_threads) in the "
+        "tables (default: 1; NumPy, SciPy and JAX stay on one)",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="print the thread-scaling table of logitkit and PyTorch instead of the other "
+        "tables (--shapes, --ops and --impls select from its rows: "
+        + "; ".join(f"{op} {case.shape_label}" for op, case in SCALING)
+        + ")",
+    )
+    parser.add_argument(
+        "--scaling-workers",
+        type=thread_counts,
+        metavar="N,N,...",
+        help=f"thread counts of --scaling (default: 1 to the {usable_cores()} usable cores; "
+        "1 is always included)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     parser.add_argument(
         "--plot",
@@ -1205,6 +1455,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         unknown = sorted(set(chosen) - set(known))
         if unknown:
             parser.error(f"{name}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    if args.scaling_workers is not None and not args.scaling:
+        parser.error("--scaling-workers goes with --scaling")
+    if args.scaling and args.workers != 1:
+        parser.error("--workers does not go with --scaling (its rows set the thread counts)")
+    if args.scaling and args.plot:
+        parser.error("--plot does not go with --scaling (it draws the other tables)")
+    if (args.workers != 1 or args.scaling) and logitkit is not None and not has_workers():
+        parser.error("this logitkit has no workers= (set_workers): it runs on one thread")
+    if args.scaling_workers is None:
+        args.scaling_workers = list(range(1, usable_cores() + 1))
     return args
 
 
@@ -1217,7 +1477,7 @@ PLOT_COLORS = {
 }
 
 
-def plot(rows: list[Row], path: str) -> None:
+def plot(rows: list[Row], path: str, workers: int = 1) -> None:
     """Panels of bars, two a line: one per operation, and one more per operation for its
     half-precision (float16, bfloat16) arrays. In each, for every array, each
     implementation's time as a multiple of memcpy of the same array (log scale), with the
@@ -1282,7 +1542,8 @@ def plot(rows: list[Row], path: str) -> None:
     height = fig.get_figheight()
     fig.suptitle(
         f"logitkit {logitkit.__version__} ({logitkit.capabilities()['active']}) on "
-        f"{cpu_model()}, one thread: time / memcpy of the same array, lower is better",
+        f"{cpu_model()}, {threads_label(workers)}: time / memcpy of the same array, "
+        "lower is better",
         fontsize=11,
         y=1 - 0.1 / height,
         va="top",
@@ -1299,42 +1560,35 @@ def plot(rows: list[Row], path: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = QUICK if args.quick else FULL
-    selected = [
-        (op, impl, factory)
-        for op, impl, factory in IMPLEMENTATIONS
-        if op in args.ops and impl in args.impls and impl not in MISSING
-    ]
-
-    def wanted(case: Case) -> bool:
-        shape_ok = args.shapes is None or case.shape in args.shapes
-        return shape_ok and case.dtype_name in args.dtypes
+def run_tables(
+    args: argparse.Namespace,
+    settings: Settings,
+    selected: list[tuple[str, str, Factory]],
+    wanted: Callable[[Case], bool],
+    notes: list[str],
+) -> list[Row]:
+    """The main tables and the latency table, on --workers threads; returns the main rows."""
+    set_threads(args.workers)
+    impls = [impl for impl in args.impls if impl not in MISSING]
+    print(threads_caption(args.workers, impls))
+    print()
 
     def rows_for(case: Case) -> list[tuple[str, str, Factory]]:
         return [row for row in selected if row[0] in case.ops]
 
-    notes = [
-        f"{name}: skipped ({reason})" for name, reason in MISSING.items() if name in args.impls
-    ]
-    if BFLOAT16 is None and "bfloat16" in args.dtypes:
-        notes.append(f"bfloat16: skipped (ml_dtypes: {_ML_DTYPES_MISSING})")
-
-    for line in environment_lines():
-        print(f"- {line}" if args.markdown else line)
-    print()
-    load = load_average()
-    if load is not None and load > BUSY_LOAD:
-        notes.append(f"the machine was busy (load average {load:.1f} at start): timings are noisy")
-
-    started = time.perf_counter()
+    # On several threads, wait out PyTorch's spinning threads after its rounds.
+    thread_setups = ThreadSetups()
+    setups = (
+        {impl: thread_setups(impl, args.workers) for impl in [*impls, "np.copyto"]}
+        if args.workers > 1
+        else None
+    )
     rows: list[Row] = []
     for case in filter(wanted, CASES):
         if not rows_for(case):
             continue
         print(f"timing {case.shape_label} {case.kind_label} ...", file=sys.stderr, flush=True)
-        rows += bench_case(case, rows_for(case), settings, notes)
+        rows += bench_case(case, rows_for(case), settings, notes, setups=setups)
     if rows:
         if args.markdown:
             print_wide(rows)  # the README's layout; the long table is the plain-text one
@@ -1349,22 +1603,123 @@ def main(argv: list[str] | None = None) -> int:
         print(" (~1.5)). ! = result far from the float64 reference (see notes).")
         if any(np.dtype(row.case.dtype) in HALF_DTYPES for row in rows):
             print("Half precision (float16, bfloat16): the memcpy is of the 16-bit array.")
+        if args.workers > 1:
+            print(f"The memcpy runs on one thread: on {args.workers}, below 1.0 is possible.")
 
     latency: list[Row] = []
     for op, case in LATENCIES:
         latency_rows = [row for row in selected if row[0] == op]
         if latency_rows and wanted(case):
             print(f"timing {case.shape_label} {op} latency ...", file=sys.stderr, flush=True)
-            latency += bench_case(case, latency_rows, settings, notes, with_memcpy=False)
+            latency += bench_case(
+                case, latency_rows, settings, notes, with_memcpy=False, setups=setups
+            )
     if latency:
         print_latency(latency, args.markdown)
+    return rows
+
+
+def run_scaling(
+    args: argparse.Namespace, settings: Settings, wanted: Callable[[Case], bool], notes: list[str]
+) -> None:
+    """The thread-scaling table (--scaling)."""
+    counts = args.scaling_workers
+    impls = [i for i in SCALING_IMPLS if i in args.impls and i not in MISSING]
+    if "logitkit" not in impls:
+        notes.append("--scaling: nothing to time without logitkit")
+        return
+    cores = usable_cores()
+    if counts[-1] > cores:
+        notes.append(f"more threads than the {cores} usable cores: those rows share cores")
+    results = []
+    for op, case in SCALING:
+        if op in args.ops and wanted(case):
+            print(f"timing {op} {case.shape_label} on 1-{counts[-1]} threads ...",
+                  file=sys.stderr, flush=True)
+            results.append(bench_scaling(op, case, counts, impls, settings, notes))
+    set_threads(1)
+    if not results:
+        return
+    torch_too = "torch" in impls
+    caption = (
+        f"Thread scaling on {cores} usable cores ({', '.join(SCALING_KINDS)}): logitkit with "
+        "workers=N"
+        + (" and PyTorch with torch.set_num_threads(N)" if torch_too else "")
+        + ", the same N in each row, timed in the same interleaved rounds (median); "
+        "memcpy: np.copyto of the same array, on one thread."
+        + (
+            " A round after PyTorch's on several threads starts once its OpenMP threads "
+            "have stopped spinning."
+            if torch_too
+            else ""
+        )
+    )
+    legend = (
+        "× memcpy: logitkit's time / memcpy's (below 1.0 is possible on several threads); "
+        "speedup vs 1: logitkit's time on 1 thread / on N"
+        + (
+            "; PyTorch / logitkit: PyTorch's time / logitkit's on N threads (above 1: "
+            "logitkit is faster). cross_entropy+grad: the mean loss of integer labels and "
+            "its gradient (PyTorch: forward and .backward())"
+            if torch_too
+            else ""
+        )
+        + ". ! = result far from the float64 reference (see notes)."
+    )
+    print("\n".join(textwrap.wrap(caption, 88)))
+    print()
+    print_scaling(results, counts, args.markdown)
+    print()
+    print("\n".join(textwrap.wrap(legend, 88)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    selected = [
+        (op, impl, factory)
+        for op, impl, factory in IMPLEMENTATIONS
+        if op in args.ops and impl in args.impls and impl not in MISSING
+    ]
+
+    def wanted(case: Case) -> bool:
+        shape_ok = args.shapes is None or case.shape in args.shapes
+        return shape_ok and case.dtype_name in args.dtypes
+
+    notes = [
+        f"{name}: skipped ({reason})"
+        for name, reason in MISSING.items()
+        if name in args.impls and (name in SCALING_IMPLS or not args.scaling)
+    ]
+    if BFLOAT16 is None and "bfloat16" in args.dtypes and not args.scaling:
+        notes.append(f"bfloat16: skipped (ml_dtypes: {_ML_DTYPES_MISSING})")
+
+    if args.scaling:
+        threads = "thread counts: see the table"
+    elif args.workers == 1:
+        threads = "all single-threaded"
+    else:
+        threads = f"logitkit and PyTorch on {args.workers} threads, the others on one"
+    for line in environment_lines(threads):
+        print(f"- {line}" if args.markdown else line)
+    print()
+    load = load_average()
+    if load is not None and load > BUSY_LOAD:
+        notes.append(f"the machine was busy (load average {load:.1f} at start): timings are noisy")
+
+    started = time.perf_counter()
+    rows: list[Row] = []
+    if args.scaling:
+        run_scaling(args, settings, wanted, notes)
+    else:
+        rows = run_tables(args, settings, selected, wanted, notes)
 
     if notes:
         print()
         for note in notes:
             print(f"note: {note}")
     if args.plot and rows:
-        plot(rows, args.plot)
+        plot(rows, args.plot, args.workers)
         print(f"plot written to {args.plot}", file=sys.stderr)
     print(f"\n(total {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     return 0
