@@ -164,6 +164,24 @@ void cross_entropy_rows_for(const CrossEntropyRows<S>& a) {
         const T scale = a.grad_scale * (keep * w_t + eps_per_class * a.weight_sum) / s;
         const T smooth = a.grad_scale * eps_per_class;
         const T target_step = a.grad_scale * keep * w_t;
+        if constexpr (kStream) {
+          if (e) {
+            // The target's step is taken apart, after the streaming pass, rather than by
+            // comparing every class index with t in it (64-bit compares: +25% here).
+            const T* w = a.weight && eps != T(0) ? a.weight : nullptr;
+            if (w) {
+              lk_stream_row2(g, e, static_cast<const T*>(nullptr), n,
+                             [=](T ec, T, idx c) { return ec * scale - smooth * w[c]; });
+            } else {
+              lk_stream_row2(g, e, static_cast<const T*>(nullptr), n,
+                             [=](T ec, T, idx) { return ec * scale - smooth; });
+            }
+            lk_stream_fence();  // before the plain store into a streamed line
+            const T g_t = w ? e[t] * scale - smooth * w[t] : e[t] * scale - smooth;
+            g[t] = g_t - target_step;
+            return;
+          }
+        }
         if constexpr (kNarrow || kStream) {
           const S* none = nullptr;
           if (a.weight && eps != T(0)) {

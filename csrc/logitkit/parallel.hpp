@@ -8,8 +8,9 @@
 //
 // The pool:
 // - is created on first use, and grows to the largest number of helpers any call asked
-//   for (workers - 1: the calling thread always works too). Idle threads sleep on a
-//   condition variable; nothing spins.
+//   for (workers - 1: the calling thread always works too). A thread that runs out of
+//   work spins for 50 us (calls often come back to back), then sleeps on a condition
+//   variable until the next job: an idle pool uses no CPU.
 // - serves several calling threads at once: each call posts a job that at most its own
 //   workers - 1 helpers may join, and the caller runs tasks itself until none are left, so a
 //   call finishes even if no helper is free (no deadlock, and never more threads busy than
