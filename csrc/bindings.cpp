@@ -29,6 +29,7 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   m.doc() = "logitkit's compiled core. Use the functions in the logitkit package instead.";
   // Choose the SIMD target now, so that a bad LOGITKIT_SIMD fails the import.
   logitkit::active_kernels();
+  logitkit::install_fork_handler();
 
   m.def(
       "softmax",

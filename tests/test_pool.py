@@ -127,9 +127,11 @@ def test_fork_after_the_pool_is_used():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on this platform")
 def test_fork_while_another_thread_uses_the_pool():
-    # The fork may come while another thread holds the pool's lock or has a job posted:
-    # the child must not wait for either. Twenty forks at random points of the other
-    # thread's calls; each child computes with the pool and must finish.
+    # The fork may come while another thread makes the pool, holds its lock or has a job
+    # posted: the child must not wait for any of them. Fifty forks at random points of the
+    # other thread's calls; each child computes with the pool and must finish. (With the
+    # fork handler registered by the first parallel call instead of at import, about one
+    # child in a few hundred had the parent's pool and hung on its lock.)
     run = _run_python(
         """
         import os, signal, threading, warnings
@@ -142,13 +144,16 @@ def test_fork_while_another_thread_uses_the_pool():
             while not stop:
                 logitkit.softmax(x, workers=2)
         th = threading.Thread(target=busy)
-        th.start()
+        th.start()  # its first call makes the pool, maybe while the first fork happens
         failures = 0
-        for _ in range(20):
+        for _ in range(50):
             pid = os.fork()
             if pid == 0:
                 signal.alarm(60)
-                os._exit(0 if np.array_equal(logitkit.softmax(x, workers=2), expected) else 1)
+                # A child starts without a pool: the parent's threads are not there.
+                fresh = logitkit._core._pool_thread_count() == 0
+                same = np.array_equal(logitkit.softmax(x, workers=2), expected)
+                os._exit(0 if fresh and same else 1)
             _, status = os.waitpid(pid, 0)
             failures += os.waitstatus_to_exitcode(status) != 0
         stop = True

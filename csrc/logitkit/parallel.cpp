@@ -133,14 +133,6 @@ void forget_pool_in_child() { current_pool.store(nullptr, std::memory_order_rela
 Pool& pool() {
   Pool* p = current_pool.load(std::memory_order_acquire);
   if (p) return *p;
-#if !defined(_WIN32)
-  // Registered once per process (a child inherits the registration).
-  static const bool registered = [] {
-    pthread_atfork(nullptr, nullptr, &forget_pool_in_child);
-    return true;
-  }();
-  (void)registered;
-#endif
   // No lock to create it (a lock held by another thread at fork() would hang a child):
   // the first of racing threads to publish its pool wins.
   Pool* fresh = new Pool;
@@ -152,6 +144,17 @@ Pool& pool() {
 }
 
 }  // namespace
+
+void install_fork_handler() {
+#if !defined(_WIN32)
+  // Once per process (a child inherits the registration). Not from the first parallel
+  // call: a thread registering while another forks (glibc serializes the two) left
+  // children with a pool but no handler, and a child then waited on a lock held by a
+  // thread it does not have (tests/test_pool.py, one fork in a few hundred).
+  static std::atomic<bool> installed{false};
+  if (!installed.exchange(true)) pthread_atfork(nullptr, nullptr, &forget_pool_in_child);
+#endif
+}
 
 void parallel_for(idx count, int workers, TaskRef task) {
   if (count <= 0) return;

@@ -73,6 +73,10 @@ void parallel_for(idx count, int workers, F&& task) {
   parallel_for(count, workers, TaskRef(task));
 }
 
+// Makes a child process after fork() forget the parent's pool. Called once, when the
+// module is imported (before any thread can use the pool).
+void install_fork_handler();
+
 // Threads the pool has started in this process (0 before the first parallel call): for
 // tests of its lifecycle.
 int pool_thread_count();
