@@ -88,9 +88,10 @@ int pool_thread_count();
 // that 4096 x 1000 gives 128 tasks: enough to balance 64 threads.
 constexpr idx kTaskElements = idx(1) << 15;
 // Each worker gets at least this many elements, so small calls stay on the calling thread
-// (waking a sleeping thread costs ~5-20 us; a 32 x 10 softmax takes 0.2 us) and mid-sized
-// ones wake only as many threads as pay for themselves. Measured: see benchmarks/bench.py
-// --grain.
+// (waking a sleeping thread took 20-40 us here; a 32 x 10 softmax takes 0.2 us) and
+// mid-sized ones wake only as many threads as pay for themselves. Measured with
+// benchmarks/bench_grain.py: 128 x 1000 float32 gains nothing from a second thread,
+// 192 x 1000 gains 1.5x (softmax).
 constexpr idx kMinElementsPerWorker = idx(1) << 16;
 
 // The number of threads worth using for `elements` elements of work.
