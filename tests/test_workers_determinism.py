@@ -209,3 +209,29 @@ def test_small_calls_stay_on_the_calling_thread():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize("case", ["rows", "short_rows", "long_row"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_outputs_over_their_inputs_with_threads(simd_target, dtype, case):
+    # In place (out=x, grad_out=logits) with the work split between threads: each task
+    # reads its own elements before writing them, whichever thread runs it.
+    x, axis, rng = make(case, dtype)
+    t = labels_for(x, axis, rng)
+    for name in ("softmax", "log_softmax"):
+        expected = getattr(logitkit, name)(x, axis=axis, workers=1)
+        y = x.copy()
+        getattr(logitkit, name)(y, axis=axis, out=y, workers=4)
+        assert bits(y) == bits(expected), name
+    loss, grad = logitkit.cross_entropy(x, t, axis=axis, return_grad=True, workers=1)
+    y = x.copy()
+    loss4, grad4 = logitkit.cross_entropy(y, t, axis=axis, return_grad=True, grad_out=y, workers=4)
+    assert grad4 is y and bits(y) == bits(grad) and bits(loss4) == bits(loss)
+    target = rng.random(x.shape).astype(dtype)
+    loss, grad = logitkit.binary_cross_entropy(x, target, return_grad=True, workers=1)
+    y = np.ascontiguousarray(x).copy()
+    loss4, grad4 = logitkit.binary_cross_entropy(y, target, return_grad=True, grad_out=y, workers=4)
+    assert bits(y) == bits(grad) and bits(loss4) == bits(loss)
+    y = np.ascontiguousarray(x).copy()
+    logitkit.sigmoid(y, out=y, workers=4)
+    assert bits(y) == bits(logitkit.sigmoid(x, workers=1))
