@@ -13,6 +13,7 @@ from . import _core, _threadpoolctl, special
 from ._binary import binary_cross_entropy, log_sigmoid, sigmoid
 from ._cross_entropy import cross_entropy, nll_loss
 from ._divergence import entropy, kl_divergence
+from ._linear_cross_entropy import LinearCrossEntropyGrads, linear_cross_entropy
 from ._softmax import (
     log_softmax,
     log_softmax_backward,
@@ -28,6 +29,7 @@ from ._workers import get_workers, set_workers
 _threadpoolctl.register_when_imported()
 
 __all__ = [
+    "LinearCrossEntropyGrads",
     "__version__",
     "binary_cross_entropy",
     "capabilities",
@@ -35,6 +37,7 @@ __all__ = [
     "entropy",
     "get_workers",
     "kl_divergence",
+    "linear_cross_entropy",
     "log_sigmoid",
     "log_softmax",
     "log_softmax_backward",
