@@ -55,3 +55,18 @@ def bits(logits: NDArray[np.float32]) -> Any:
 def active_target() -> str:
     target: str = logitkit.capabilities()["active"]
     return target
+
+
+def lm_head_step(
+    hidden: NDArray[np.float32], embedding: NDArray[np.float32], labels: NDArray[np.int64]
+) -> tuple[float, NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
+    loss, grads = logitkit.linear_cross_entropy(hidden, embedding, labels, return_grad=True)
+    assert grads.linear_bias is None
+    return float(loss), grads.x, grads.linear_weight
+
+
+def token_log_probs(
+    hidden: NDArray[np.float32], embedding: NDArray[np.float32], labels: NDArray[np.int64]
+) -> NDArray[np.floating[Any]]:
+    losses = logitkit.linear_cross_entropy(hidden, embedding, labels, reduction="none")
+    return -np.asarray(losses)

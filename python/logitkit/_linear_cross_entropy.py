@@ -33,13 +33,17 @@ from ._workers import resolve_workers
 
 __all__ = ["LinearCrossEntropyGrads", "linear_cross_entropy"]
 
-# The default chunk: about this many bytes of logits at a time, but at least
-# _MIN_CHUNK_ROWS tokens, so that the matrix products keep BLAS's speed.
-# benchmarks/bench_linear_cross_entropy.py --chunks measured the choice (4096x1024 ->
-# 32000, float32, 2 cores): see CHUNK_NOTES in that script.
-_CHUNK_BYTES = 32 << 20
+# The default chunk: about this many bytes of logits at a time (a multiple of 64 tokens,
+# at least _MIN_CHUNK_ROWS, so that the matrix products keep BLAS's speed). Measured by
+# benchmarks/bench_linear_cross_entropy.py --chunks 256,1024 (4096x1024 -> 32000 float32,
+# forward+backward, 2 cores): 256 tokens (32 MiB) 4.74 s, 512 (64 MiB) 4.26 s, 1024
+# 4.49 s; materialising all logits 4.57 s. Peak RSS above the inputs: 213, 244, 315 MiB,
+# and 681 MiB materialising.
+_CHUNK_BYTES = 64 << 20
 _MIN_CHUNK_ROWS = 64
-# Below this many bytes of logits a call takes all tokens at once.
+# grad_W's block of classes: a few MiB, so that it stays in the last-level cache between
+# its product and its addition, in few enough BLAS calls that their start-up is negligible.
+_W_BLOCK_BYTES = 8 << 20
 
 
 class LinearCrossEntropyGrads(NamedTuple):
@@ -68,8 +72,9 @@ def _float_operand(a: ArrayLike, name: str) -> NDArray[Any]:
 
 def _chunk_rows(chunk_size: int | None, tokens: int, vocab: int, itemsize: int) -> int:
     if chunk_size is None:
-        rows = max(_MIN_CHUNK_ROWS, _CHUNK_BYTES // max(1, vocab * itemsize))
-        return max(1, min(tokens, rows))
+        # A multiple of 64 rows: BLAS's kernels work in blocks of rows.
+        rows = _CHUNK_BYTES // max(1, vocab * itemsize) // 64 * 64
+        return max(1, min(tokens, max(_MIN_CHUNK_ROWS, rows)))
     if isinstance(chunk_size, bool):
         raise TypeError("chunk_size must be a positive integer or None, got a bool")
     try:
@@ -192,7 +197,7 @@ def linear_cross_entropy(
         the gradients of the loss (for ``'none'``: of the sum of the per-token losses), in
         the inputs' dtypes; ``linear_bias`` is None without a bias.
     chunk_size : int, optional
-        Tokens per chunk. Default: about 32 MiB of logits (at least 64 tokens), which
+        Tokens per chunk. Default: about 64 MiB of logits (at least 64 tokens), which
         keeps the matrix products at BLAS speed (see the README's measurements).
     workers : int, optional
         Threads of logitkit's kernel, as in :func:`cross_entropy`.
@@ -293,7 +298,7 @@ def linear_cross_entropy(
         # grad_W += g.T @ x_chunk a block of classes at a time, through a block small
         # enough to stay in the cache: a full V x H temporary would cost its memory and a
         # trip through DRAM per chunk.
-        w_block_rows = max(1, min(vocab, (4 << 20) // max(1, size * ct.itemsize)))
+        w_block_rows = max(1, min(vocab, _W_BLOCK_BYTES // max(1, size * ct.itemsize)))
         w_block = np.empty((w_block_rows, size), dtype=ct)
 
     for start in range(0, tokens, rows):
