@@ -65,7 +65,9 @@ void register_losses(py::module_& m) {
       "cross_entropy",
       [](const py::array& logits, const OptArray& labels, const OptArray& probs,
          const OptArray& weight, std::int64_t ignore_index, double smoothing, int reduction,
-         const OptArray& loss, const OptArray& grad, int axis, std::int64_t workers_arg) {
+         const OptArray& loss, const OptArray& grad, int axis, std::int64_t workers_arg,
+         double temperature, double softcap, double z_loss, const OptArray& where,
+         const OptArray& sample_weight) {
         const DType dt = dtype_of(logits, "logits");
         const int workers = checked_workers(workers_arg);
         const StridedArray zv = view_of(logits, "logits", false);
@@ -85,6 +87,22 @@ void register_losses(py::module_& m) {
         args.reduction = static_cast<Reduction>(reduction);
         args.loss = loss_v.get();
         args.grad = grad_v.get();
+        args.temperature = temperature;
+        args.softcap = softcap;
+        args.z_loss = z_loss;
+        std::optional<StridedArray> where_v, sample_weight_v;
+        if (where) {
+          if (!where->dtype().equal(py::dtype::of<std::uint8_t>()))
+            throw py::type_error("where must be a uint8 view of a boolean mask");
+          where_v = view_of(*where, "where", false);
+          args.where = &*where_v;
+        }
+        if (sample_weight) {
+          if (!sample_weight->dtype().equal(py::dtype::of<double>()))
+            throw py::type_error("sample_weight must be float64");
+          sample_weight_v = view_of(*sample_weight, "sample_weight", false);
+          args.sample_weight = &*sample_weight_v;
+        }
         // Safe without the GIL: the core reads and writes only these buffers, which the
         // caller's arguments keep alive, and calls no Python API.
         const ReleaseGilIfLarge release(logits.size());
@@ -92,7 +110,9 @@ void register_losses(py::module_& m) {
       },
       py::arg("logits"), py::arg("labels"), py::arg("probs"), py::arg("weight"),
       py::arg("ignore_index"), py::arg("smoothing"), py::arg("reduction"), py::arg("loss"),
-      py::arg("grad"), py::arg("axis"), py::arg("workers") = 1);
+      py::arg("grad"), py::arg("axis"), py::arg("workers") = 1, py::arg("temperature") = 1.0,
+      py::arg("softcap") = 0.0, py::arg("z_loss") = 0.0, py::arg("where") = py::none(),
+      py::arg("sample_weight") = py::none());
 
   m.def(
       "nll_loss",

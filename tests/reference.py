@@ -363,3 +363,110 @@ def kl_divergence(p_logits, q_logits, axis=-1, base=None, reduction="none",
         return kl
     grad = (q - p) * scale * _grad_scale(reduction, per_row.size)
     return kl, np.moveaxis(grad, -1, axis)
+
+
+def cross_entropy_options(logits, target, axis=-1, weight=None, ignore_index=-100,
+                          label_smoothing=0.0, reduction="mean", temperature=1.0,
+                          softcap=None, z_loss=0.0, where=None, sample_weight=None,
+                          return_grad=False):
+    """cross_entropy with the part-7 options (spec/options_spec.md), in float64.
+
+    z' = softcap tanh(z / softcap) / T (z / T without softcap), -inf where ``where`` is
+    False; lse = logsumexp(z'), p = softmax(z') (0 at masked classes; 0 everywhere in a
+    fully masked row). C_r, W_r: count and weight sum of row r's unmasked classes;
+    eps_r = eps / C_r (0 when C_r = 0).
+    integer t:  l_r = (1-eps) w_t (lse - z'_t) + eps_r sum_{c unmasked} w_c (lse - z'_c)
+                (+inf when t is masked and (1-eps) w_t > 0, NaN when lse is NaN)
+    float y:    y'_c = (1-eps) y_c + eps_r [c unmasked];  l_r = sum_c w_c y'_c (lse - z'_c),
+                w y' = 0 terms count 0, a masked class with w y' > 0 gives +inf
+    row loss:   s_r (l_r + z_loss lse^2), the z_loss term 0 where lse = -inf; 0 for ignored
+                rows and rows with s_r = 0.
+    "mean" divides by sum_{counted} s_r w_t (integer) or sum_r s_r (float), and is 0 when
+    no row is counted (every label ignored or an empty batch).
+    grad w.r.t. z: s_r (dl/dz' + 2 z_loss lse p) * dz'/dz, dz'/dz = (1 - tanh^2) / T
+                   (1 / T), 0 at masked classes, ignored rows and rows with s_r = 0.
+    """
+    _check_reduction(reduction)
+    z = _as_float64(logits)
+    axis = _normalize_axis(axis, z.ndim)
+    shape = z.shape
+    z = np.moveaxis(z, axis, -1)
+    n_classes = z.shape[-1]
+    w = _class_weights(weight, n_classes)
+    eps = float(label_smoothing)
+    T = float(temperature)
+    mask = np.ones(z.shape, dtype=bool) if where is None else np.moveaxis(
+        np.broadcast_to(np.asarray(where, dtype=bool), shape), axis, -1)
+    batch = z.shape[:-1]
+    s = np.ones(batch) if sample_weight is None else np.broadcast_to(
+        np.asarray(sample_weight, dtype=np.float64), batch)
+    target = np.asarray(target)
+    with np.errstate(all="ignore"):
+        if softcap is not None:
+            th = np.tanh(z / softcap)
+            zt = softcap * th / T
+            dzdz = (1.0 - th * th) / T
+        else:
+            zt = z / T
+            dzdz = np.full(z.shape, 1.0 / T)
+        zp = np.where(mask, zt, -np.inf)
+        lse = logsumexp(zp, -1, keepdims=True)
+        p = np.where(mask, np.exp(zp - lse), 0.0)
+        # NaN in a row with NaN or +inf (lse = +inf): softmax's contract.
+        p = np.where(np.isnan(lse) | (lse == np.inf), np.nan, p)
+        p = np.where(mask, p, 0.0)
+        # lse - z' where unmasked; a masked class counts as lse - (-inf) = +inf (NaN
+        # when the row's lse is NaN).
+        nll = np.where(mask, lse - zp, np.where(np.isnan(lse), np.nan, np.inf))
+        count = mask.sum(-1)
+        w_row = np.sum(np.where(mask, w, 0.0), -1)
+        eps_row = np.where(count > 0, eps / np.maximum(count, 1), 0.0)
+        lse0 = lse[..., 0]
+        z_on = (z_loss != 0) & (lse0 != -np.inf)  # (0 * inf counts as 0)
+        z_term = np.where(z_on, z_loss * lse0 * lse0, 0.0)
+        z_grad = np.where(z_on, 2.0 * z_loss * lse0, 0.0)
+        if target.dtype.kind in "iu":
+            t = target.astype(np.int64)
+            valid = t != ignore_index
+            if np.any(valid & ((t < 0) | (t >= n_classes))):
+                raise IndexError("reference: target out of range")
+            t_safe = np.where(valid, t, 0)
+            onehot = np.arange(n_classes) == t_safe[..., None]
+            w_t = np.where(valid, w[t_safe], 0.0)
+            kw = (1.0 - eps) * w_t
+            nll_t = np.take_along_axis(nll, t_safe[..., None], -1)[..., 0]
+            per = np.where(kw == 0, 0.0, kw * nll_t)
+            smooth = np.sum(np.where(mask, w * nll, 0.0), -1)
+            per = per + np.where(eps_row == 0, 0.0, eps_row * smooth)
+            counted_rows = valid
+            denominator = np.sum(np.where(valid, s * w_t, 0.0))
+            gz = (p * (kw + eps_row * w_row + z_grad)[..., None]
+                  - kw[..., None] * onehot - (eps_row[..., None] * w) * mask)
+        elif target.dtype.kind == "f" or _is_bfloat16(target.dtype):
+            y = np.moveaxis(target.astype(np.float64), axis, -1)
+            y = (1.0 - eps) * y + eps_row[..., None] * mask
+            wy = w * y
+            per = np.sum(np.where(wy == 0, 0.0, wy * nll), -1)
+            counted_rows = np.ones(batch, dtype=bool)
+            denominator = np.sum(s)
+            gz = p * (np.sum(wy, -1) + z_grad)[..., None] - wy
+        else:
+            raise TypeError(f"reference: unsupported target dtype {target.dtype}")
+        live = counted_rows & (s != 0)
+        per_sample = np.where(live, s * (per + z_term), 0.0)
+        grad = np.where(mask & live[..., None], s[..., None] * gz * dzdz, 0.0)
+    counted = int(np.sum(counted_rows))
+    if reduction == "none":
+        loss = per_sample
+    else:
+        total = _exact_sum(per_sample)
+        if reduction == "sum":
+            loss = total
+        else:
+            loss = np.float64(0.0) if counted == 0 else (
+                np.float64(total / denominator) if denominator != 0 else np.float64(np.nan))
+    if not return_grad:
+        return loss
+    if reduction == "mean":
+        grad = grad * (0.0 if counted == 0 else 1.0 / denominator)
+    return loss, np.moveaxis(grad, -1, axis)

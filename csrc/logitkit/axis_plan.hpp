@@ -16,7 +16,8 @@
 
 namespace logitkit {
 
-constexpr int kMaxOperands = 4;
+// 6: cross_entropy with options has logits, loss, gradient, target, mask, sample weights.
+constexpr int kMaxOperands = 6;
 
 // Whether rows of n classes should go to the column kernels, vectorized across rows,
 // instead of the row kernels, whose fixed cost per row (horizontal reductions, a padded

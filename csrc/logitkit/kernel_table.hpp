@@ -107,6 +107,19 @@ struct CrossEntropyRows {
   idx grad_row_stride;
   T grad_scale;  // multiplies every gradient (1/denominator of a mean)
   bool stream;   // write the gradient with streaming stores (a gradient beyond the cache)
+  // The options (options_spec.md), read only by cross_entropy_rows_options; the plain
+  // kernel ignores them. Each row's logits z become
+  //   z' = softcap * tanh(z / softcap) * inv_temperature   (softcap 0: z * inv_temperature)
+  // and -inf where mask[c] is 0; the row's loss (plus z_loss * lse(z')^2) and gradient are
+  // multiplied by sample_weight[r].
+  T inv_temperature = T(1);
+  T softcap = T(0);  // 0: none
+  T z_loss = T(0);
+  const std::uint8_t* mask = nullptr;  // row r, class c at mask[r * mask_row_stride + c * mask_class_stride]
+  idx mask_row_stride = 0;
+  idx mask_class_stride = 0;
+  const double* sample_weight = nullptr;  // one per row, or null (all 1)
+  idx sample_weight_stride = 0;
 };
 
 // Cross-entropy with class indices, vectorized across `cols` samples: logits of sample j,
@@ -193,6 +206,9 @@ struct LossKernels {
   void (*sigmoid)(const S* x, S* out, idx n);
   void (*log_sigmoid)(const S* x, S* out, idx n);
   double (*bce_rows)(const BceRows<S>& args);  // returns the sum of the losses
+  // cross_entropy_rows with the options of CrossEntropyRows (temperature, softcap, z_loss,
+  // mask, sample weights) transformed on load: every option call goes through it.
+  void (*cross_entropy_rows_options)(const CrossEntropyRows<S>& args);
 };
 
 struct KernelTable {

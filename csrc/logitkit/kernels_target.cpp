@@ -75,7 +75,7 @@ constexpr LossKernels<S> loss_kernels() {
   return LossKernels<S>{
       &cross_entropy_rows<S>,    &cross_entropy_cols<S>,   &entropy_rows<S>, &kl_divergence_rows<S>,
       &softmax_backward_rows<S>, &log_softmax_backward_rows<S>, &sigmoid_array<S>,
-      &log_sigmoid_array<S>,     &bce_rows<S>,
+      &log_sigmoid_array<S>,     &bce_rows<S>,              &cross_entropy_rows_options<S>,
   };
 }
 

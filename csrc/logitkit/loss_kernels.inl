@@ -264,6 +264,299 @@ void cross_entropy_rows(const CrossEntropyRows<S>& a) {
   cross_entropy_rows_for<S, false>(a);
 }
 
+// Cross-entropy with the options of options_spec.md (temperature, softcap, z_loss, where,
+// sample_weight): every call with an option comes here, through the row driver (which
+// gathers rows that are not contiguous along the classes), so the plain kernels above stay
+// exactly as they are. Three passes per row, as the plain kernel's:
+//   1. the max m of the unmasked raw logits (z -> z' is increasing);
+//   2. u = z' - max z' = (z - m) / T, or softcap (tanh(z/softcap) - tanh(m/softcap)) / T,
+//      its exponential (0 where masked) kept with dz'/dz for the gradient, and their sum;
+//      u is formed from differences of the raw logits, so a rounded z' = z / T (an ulp of
+//      |z / T|, 3e-5 at z = 300, T = 0.7 in float32) never enters;
+//   3. the gradient, written once: (softmax(z') (coef + 2 z_loss lse) - target terms)
+//      times dz'/dz (1/T without softcap, folded into the row's scale), 0 where masked.
+// Every read of the logits (the loss's z_t and smoothing terms too) comes before the
+// gradient is written, so grad_out may be the logits. The loss is assembled in double as
+// in cross_entropy_rows_for, from lse - z'_c = (max z' - z'_c) + log s, never log(softmax). Template flags say whether softcap and a mask are present, so
+// no loop has a branch on an option; temperature is a multiply (by 1 when absent), z_loss
+// and sample weights are per-row scalars.
+//
+// Rows with sample weight 0 contribute nothing: loss 0 and gradient 0 (0 * inf = 0, as for
+// a zero class weight). A fully masked row: lse = -inf, its z_loss term counts as 0 (no
+// classes, nothing to regularize), its gradient is 0, its loss +inf when a label (or a
+// positive probability) is on a masked class, else 0.
+
+// tanh(u) from one exp of -2|u| <= 0: saturates to +-1 (exp underflows to 0) and keeps
+// NaN. Near 0, 1 - e loses relative accuracy, so float32 takes an odd Taylor polynomial
+// below |u| = 0.25 (truncation error < 3e-9 relative there); in double the exp form's
+// absolute error (~1e-16) is far below a tolerance of a softcapped logit.
+template <class T>
+LK_ALWAYS_INLINE T lk_ce_tanh(T u) {
+  const T a = u < T(0) ? -u : u;
+  const T e = lk_exp_nonpositive(T(-2) * a);
+  T t = (T(1) - e) / (T(1) + e);
+  if constexpr (sizeof(T) == sizeof(float)) {
+    const T a2 = a * a;
+    const T p = a * (T(1) + a2 * (T(-1.0 / 3) + a2 * (T(2.0 / 15) + a2 * (T(-17.0 / 315) +
+                                                                       a2 * T(62.0 / 2835)))));
+    t = a < T(0.25) ? p : t;
+  }
+  return u < T(0) ? -t : t;
+}
+
+template <class S, bool kCap, bool kMask, class T = compute_t<S>>
+void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
+  constexpr idx L = lk_lanes<T>();
+  const idx n = a.n;
+  const T eps = a.smoothing;
+  const T keep = T(1) - eps;
+  const T inv_t = a.inv_temperature;
+  const double inv_t_d = double(inv_t);
+  const T cap = a.softcap;
+  const T inv_cap = kCap ? T(1) / cap : T(0);
+  const T cap_t = cap * inv_t;
+  const double cap_t_d = double(cap_t);
+  const T* w = a.weight;
+  // The exponentials and (softcap) dz'/dz, for the gradient.
+  LkScratch<T> scratch(a.grad ? (kCap ? 2 : 1) * n : 0);
+  T* const er = scratch.data;
+  T* const dz = kCap && a.grad ? er + n : nullptr;
+  // A mask not contiguous along the classes (a broadcast class axis: stride 0, or a view)
+  // is gathered per row, like the logits in the row driver.
+  LkScratch<std::uint8_t> mask_row(kMask && a.mask_class_stride != 1 ? n : 0);
+  constexpr T kNegInf = lk_neg_inf<T>();
+  const T kPosInf = -lk_neg_inf<T>();
+  for (idx r = 0; r < a.rows; ++r) {
+    const S* z = a.logits + r * a.logits_row_stride;
+    S* g = a.grad ? a.grad + r * a.grad_row_stride : nullptr;
+    const double sw = a.sample_weight ? a.sample_weight[r * a.sample_weight_stride] : 1.0;
+    std::int64_t t = 0;
+    bool skip = sw == 0.0;
+    if (a.labels) {
+      t = a.labels[r * a.label_stride];
+      // Out of range only if the labels changed since they were validated: skipped.
+      if (t == a.ignore_index || t < 0 || t >= n) skip = true;
+    }
+    if (skip) {
+      a.loss[r * a.loss_stride] = 0;
+      if (g)
+        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(T(0));
+      continue;
+    }
+    const std::uint8_t* m = nullptr;
+    if constexpr (kMask) {
+      m = a.mask + r * a.mask_row_stride;
+      if (a.mask_class_stride != 1) {
+        for (idx c = 0; c < n; ++c) mask_row.data[c] = m[c * a.mask_class_stride];
+        m = mask_row.data;
+      }
+    }
+    // Pass 1: the max of the unmasked raw logits (z -> z' is increasing, so it is z''s
+    // argmax) and whether an unmasked logit is NaN.
+    T mx = kNegInf;
+    int nan = 0;
+#pragma omp simd reduction(max : mx) reduction(| : nan)
+    for (idx c = 0; c < n; ++c) {
+      const T x = lk_ld(z[c]);
+      const bool in = kMask ? m[c] != 0 : true;
+      const T v = in ? x : kNegInf;
+      mx = v > mx ? v : mx;
+      nan |= (in && x != x) ? 1 : 0;
+    }
+    // u_c = z'_c - max z' <= 0, formed as a difference of the raw logits (or of their
+    // tanh) scaled after: z' itself, rounded, would be off by an ulp of |z / T|.
+    const T shift = lk_shift_for(mx);
+    const T th_m = kCap ? lk_ce_tanh(mx * inv_cap) : T(0);
+    const bool lse_is_inf = !kCap && mx == kPosInf && !nan;
+    // shift' - z'_c in double (lse - z'_c = that + log s), for the loss.
+    auto gap_of = [=](T x) {
+      if constexpr (kCap)
+        return (double(th_m) - double(lk_ce_tanh(x * inv_cap))) * cap_t_d;
+      else
+        return (double(shift) - double(x)) * inv_t_d;
+    };
+    // Pass 2: exp(u) (kept for the gradient, with dz'/dz), summed as the row kernels sum.
+    LkSum<T> sum;
+    {
+      T xv[L], mk[L], v[L];
+      for (idx j = 0; j < L; ++j) mk[j] = T(1);
+      for (idx i = 0; i < n; i += L) {
+        const idx count = n - i < L ? n - i : L;
+        if (count == L) {
+          lk_load_vector(xv, z + i);
+          if constexpr (kMask) {
+#pragma omp simd
+            for (idx j = 0; j < L; ++j) mk[j] = m[i + j] ? T(1) : T(0);
+          }
+        } else {
+          lk_load_padded(xv, z + i, count);
+          for (idx j = 0; j < L; ++j) mk[j] = j < count && (!kMask || m[i + j]) ? T(1) : T(0);
+        }
+        T dv[L];
+#pragma omp simd
+        for (idx j = 0; j < L; ++j) {
+          const T x = xv[j];
+          T u;
+          if constexpr (kCap) {
+            const T th = lk_ce_tanh(x * inv_cap);
+            u = (th - th_m) * cap_t;
+            dv[j] = mk[j] != T(0) ? (T(1) - th * th) * inv_t : T(0);
+          } else {
+            u = (x - shift) * inv_t;
+          }
+          const T e = lk_exp_nonpositive(u);
+          v[j] = (kMask || kCap) ? (mk[j] != T(0) ? e : T(0)) : e;
+        }
+        sum.add(v);
+        if (g) {
+          for (idx j = 0; j < count; ++j) er[i + j] = v[j];
+          if constexpr (kCap)
+            for (idx j = 0; j < count; ++j) dz[i + j] = dv[j];
+        }
+      }
+    }
+    const T s = sum.result();
+    const T log_s = lk_log_sum(lse_is_inf, s);
+    const double log_s_d = double(log_s);
+    // lse(z') for z_loss: max z' + log s (-inf for a fully masked row).
+    const double top = kCap ? double(cap_t) * double(th_m) : double(shift) * inv_t_d;
+    const double lse = top + log_s_d;
+    const bool z_on = a.z_loss != T(0) && lse != double(kNegInf);
+    const double z_term = z_on ? double(a.z_loss) * lse * lse : 0.0;
+    const T z_grad = z_on ? static_cast<T>(2.0 * double(a.z_loss) * lse) : T(0);
+    // Label smoothing over the row's unmasked classes: eps / C_row each, and their weight.
+    T eps_row = T(0), w_row = T(0);
+    if (eps != T(0)) {
+      if constexpr (kMask) {
+        idx count = 0;
+        double wsum = 0;
+#pragma omp simd reduction(+ : count)
+        for (idx c = 0; c < n; ++c) count += m[c] ? 1 : 0;
+        if (w) {
+#pragma omp simd reduction(+ : wsum)
+          for (idx c = 0; c < n; ++c) wsum += m[c] ? double(w[c]) : 0.0;
+        }
+        eps_row = count ? eps / static_cast<T>(count) : T(0);
+        w_row = w ? static_cast<T>(wsum) : static_cast<T>(count);
+      } else {
+        eps_row = eps / static_cast<T>(n);
+        w_row = a.weight_sum;
+      }
+    }
+    // The gradient's row scale: mean's 1/denominator, the sample weight, and (without
+    // softcap, where dz'/dz is the constant 1/T) the temperature.
+    const T gs = static_cast<T>(double(a.grad_scale) * sw) * (kCap ? T(1) : inv_t);
+    // The mask's and softcap's share of a gradient element.
+    auto finish = [&](idx c, T v) {
+      if constexpr (kCap) v = v * dz[c];
+      if constexpr (kMask) v = m[c] ? v : T(0);  // exactly 0, also where v is NaN
+      return v;
+    };
+
+    if (a.labels) {
+      const T w_t = w ? w[t] : T(1);
+      const bool t_masked = kMask && m[t] == 0;
+      const double kw = double(keep) * double(w_t);
+      double loss;
+      if (t_masked)  // lse - (-inf): +inf, or NaN for a row with NaN
+        loss = kw == 0.0 ? 0.0 : (lse != lse ? lse : double(kPosInf));
+      else
+        loss = lk_times_nonzero(kw, gap_of(lk_ld(z[t])) + log_s_d);
+      if (eps_row != T(0)) {
+        // sum over unmasked c of w_c (shift' - z'_c), summed as the plain kernel sums it
+        // (with a mask of all ones and T = 1 its very bits).
+        double smooth_gap = 0;
+        if (w) {
+#pragma omp simd reduction(+ : smooth_gap)
+          for (idx c = 0; c < n; ++c) {
+            const double term = double(w[c]) * gap_of(lk_ld(z[c]));
+            smooth_gap += kMask ? (m[c] ? term : 0.0) : term;
+          }
+        } else {
+#pragma omp simd reduction(+ : smooth_gap)
+          for (idx c = 0; c < n; ++c) {
+            const double term = gap_of(lk_ld(z[c]));
+            smooth_gap += kMask ? (m[c] ? term : 0.0) : term;
+          }
+        }
+        loss += double(eps_row) * (smooth_gap + double(w_row) * log_s_d);
+      }
+      a.loss[r * a.loss_stride] = sw * (loss + z_term);
+      if (!g) continue;
+      const T scale = gs * (keep * w_t + eps_row * w_row + z_grad) / s;
+      const T smooth = gs * eps_row;
+      const T target_step = gs * keep * w_t;
+      if (w && eps_row != T(0)) {
+#pragma omp simd
+        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(finish(c, er[c] * scale - smooth * w[c]));
+      } else {
+#pragma omp simd
+        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(finish(c, er[c] * scale - smooth));
+      }
+      const T v_t = er[t] * scale - smooth * (w && eps_row != T(0) ? w[t] : T(1)) - target_step;
+      g[t] = lk_st<S>(finish(t, v_t));
+      continue;
+    }
+
+    // Probability targets: y' = (1 - eps) y + eps / C_row on unmasked classes,
+    // B = sum w y', D = sum w y' (shift' - z'), 0 * inf = 0; a masked class with y' != 0
+    // makes the loss +inf.
+    const S* y = a.probs + r * a.probs_row_stride;
+    double b_sum = 0, d_sum = 0, masked_mass = 0;
+    if (w) {
+#pragma omp simd reduction(+ : b_sum, d_sum, masked_mass)
+      for (idx c = 0; c < n; ++c) {
+        const bool in = kMask ? m[c] != 0 : true;
+        const T wy = w[c] * (keep * lk_ld(y[c]) + (in ? eps_row : T(0)));
+        b_sum += double(wy);
+        d_sum += wy == T(0) || !in ? 0.0 : double(wy) * gap_of(lk_ld(z[c]));
+        if (kMask) masked_mass += in ? 0.0 : (wy < T(0) ? -double(wy) : double(wy));
+      }
+    } else {
+#pragma omp simd reduction(+ : b_sum, d_sum, masked_mass)
+      for (idx c = 0; c < n; ++c) {
+        const bool in = kMask ? m[c] != 0 : true;
+        const T wy = keep * lk_ld(y[c]) + (in ? eps_row : T(0));
+        b_sum += double(wy);
+        d_sum += wy == T(0) || !in ? 0.0 : double(wy) * gap_of(lk_ld(z[c]));
+        if (kMask) masked_mass += in ? 0.0 : (wy < T(0) ? -double(wy) : double(wy));
+      }
+    }
+    double loss;
+    if (masked_mass != 0.0)
+      loss = lse != lse ? lse : double(kPosInf);
+    else
+      loss = b_sum == 0.0 ? d_sum : d_sum + b_sum * log_s_d;
+    a.loss[r * a.loss_stride] = sw * (loss + z_term);
+    if (!g) continue;
+    const T scale = gs * (static_cast<T>(b_sum) + z_grad) / s;
+    if (w) {
+#pragma omp simd
+      for (idx c = 0; c < n; ++c) {
+        const T ec = kMask ? (m[c] ? eps_row : T(0)) : eps_row;
+        g[c] = lk_st<S>(finish(c, er[c] * scale - gs * w[c] * (keep * lk_ld(y[c]) + ec)));
+      }
+    } else {
+#pragma omp simd
+      for (idx c = 0; c < n; ++c) {
+        const T ec = kMask ? (m[c] ? eps_row : T(0)) : eps_row;
+        g[c] = lk_st<S>(finish(c, er[c] * scale - gs * (keep * lk_ld(y[c]) + ec)));
+      }
+    }
+  }
+}
+
+template <class S>
+void cross_entropy_rows_options(const CrossEntropyRows<S>& a) {
+  const bool cap = a.softcap != compute_t<S>(0);
+  if (cap)
+    a.mask ? cross_entropy_rows_options_for<S, true, true>(a)
+           : cross_entropy_rows_options_for<S, true, false>(a);
+  else
+    a.mask ? cross_entropy_rows_options_for<S, false, true>(a)
+           : cross_entropy_rows_options_for<S, false, false>(a);
+}
+
 // Cross-entropy with class indices, vectorized across samples ("columns") instead of
 // classes: for short rows (a handful of classes, where a row kernel's fixed cost per row
 // dominates) and for a class axis that is not the last one (N x C x H x W).

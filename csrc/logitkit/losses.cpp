@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -95,6 +96,29 @@ LossResult check_labels(const StridedArray& logits, const CrossEntropyArgs& args
   const auto* labels = static_cast<const std::int64_t*>(args.labels->data);
   idx position = 0;
   bool bad = false;
+  if (args.sample_weight) {
+    // "mean" divides by sum over counted rows of s_r * w_{t_r}.
+    const auto* sw = static_cast<const double*>(args.sample_weight->data);
+    for_each_row_value({{&logits, true, sizeof(S), false},
+                        {args.labels, false, kLabelSize, false},
+                        {args.sample_weight, false, sizeof(double), false}},
+                       args.axis, [&](const auto& off) {
+                         if (bad) return;
+                         const std::int64_t t = labels[off[1]];
+                         if (t != args.ignore_index) {
+                           if (t < 0 || t >= n) {
+                             bad = true;
+                             result.bad_label = position;
+                             result.bad_value = t;
+                             return;
+                           }
+                           result.denominator += sw[off[2]] * (weight ? double(weight[t]) : 1.0);
+                           ++result.counted;
+                         }
+                         ++position;
+                       });
+    return result;
+  }
   for_each_row_value({{&logits, true, sizeof(S), false}, {args.labels, false, kLabelSize, false}},
                      args.axis, [&](const auto& off) {
                        if (bad) return;
@@ -132,6 +156,26 @@ void check_args(const StridedArray& logits, const CrossEntropyArgs& args) {
     throw std::invalid_argument("unknown reduction code");
   if (args.weight && args.weight_size != logits.shape[args.axis])
     throw std::invalid_argument("weight must have one value per class");
+  // The options (the Python layer has checked them; checked again, never trusted).
+  if (!(std::isfinite(args.temperature) && args.temperature > 0))
+    throw std::invalid_argument("temperature must be finite and > 0");
+  if (!(std::isfinite(args.softcap) && args.softcap >= 0))
+    throw std::invalid_argument("softcap must be finite and > 0");
+  if (!(std::isfinite(args.z_loss) && args.z_loss >= 0))
+    throw std::invalid_argument("z_loss must be finite and >= 0");
+  if (args.where && (args.where->shape.size() != logits.shape.size() ||
+                     !std::equal(logits.shape.begin(), logits.shape.end(),
+                                 args.where->shape.begin())))
+    throw std::invalid_argument("where must have the logits' shape");
+  if (args.sample_weight) {
+    if (args.sample_weight->shape.size() + 1 != logits.shape.size())
+      throw std::invalid_argument("sample_weight must have the batch shape");
+    for (size_t d = 0, e = 0; d < logits.shape.size(); ++d) {
+      if (static_cast<int>(d) == args.axis) continue;
+      if (args.sample_weight->shape[e++] != logits.shape[d])
+        throw std::invalid_argument("sample_weight must have the batch shape");
+    }
+  }
 }
 
 idx batch_size(const StridedArray& logits, int axis) {
@@ -223,6 +267,27 @@ void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
   else
     ops.push_back({args.probs, true, sizeof(S), false});
 
+  // The options' per-row operands: the mask as a row value (its class stride goes to the
+  // kernel, which gathers a row that is not contiguous) and the sample weights.
+  const bool options = args.has_options();
+  StridedArray mask_rows;
+  idx mask_class_stride = 0;
+  int k_mask = -1, k_weight = -1;
+  if (options && args.where) {
+    mask_rows.data = args.where->data;
+    for (size_t d = 0; d < args.where->shape.size(); ++d) {
+      if (static_cast<int>(d) == axis) continue;
+      mask_rows.shape.push_back(args.where->shape[d]);
+      mask_rows.strides.push_back(args.where->strides[d]);
+    }
+    mask_class_stride = args.where->strides[axis];  // bytes = elements (uint8)
+    k_mask = static_cast<int>(ops.size());
+    ops.push_back({&mask_rows, false, 1, false});
+  }
+  if (options && args.sample_weight) {
+    k_weight = static_cast<int>(ops.size());
+    ops.push_back({args.sample_weight, false, sizeof(double), false});
+  }
   const LossKernels<S>& kernels = loss_kernels_for<S>(table);
   bool stream = false;
   if (args.grad) {
@@ -255,7 +320,20 @@ void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
     a.smoothing = static_cast<T>(args.smoothing);
     a.grad_scale = static_cast<T>(grad_scale);
     a.stream = stream;
-    kernels.cross_entropy_rows(a);
+    if (!options) return kernels.cross_entropy_rows(a);
+    a.inv_temperature = static_cast<T>(1.0 / args.temperature);
+    a.softcap = static_cast<T>(args.softcap);
+    a.z_loss = static_cast<T>(args.z_loss);
+    if (k_mask >= 0) {
+      a.mask = b.at<const std::uint8_t>(k_mask);
+      a.mask_row_stride = b.row_stride[k_mask];
+      a.mask_class_stride = mask_class_stride;
+    }
+    if (k_weight >= 0) {
+      a.sample_weight = b.at<const double>(k_weight);
+      a.sample_weight_stride = b.row_stride[k_weight];
+    }
+    kernels.cross_entropy_rows_options(a);
   });
 }
 
@@ -274,6 +352,15 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
   } else {
     result.counted = batch_size(logits, axis);
     result.denominator = double(result.counted);
+    if (args.sample_weight) {
+      // Probability targets: "mean" divides by the sum of the sample weights.
+      const auto* sw = static_cast<const double*>(args.sample_weight->data);
+      double total = 0;
+      for_each_row_value({{&logits, true, sizeof(S), false},
+                          {args.sample_weight, false, sizeof(double), false}},
+                         axis, [&](const auto& off) { total += sw[off[1]]; });
+      result.denominator = total;
+    }
   }
   const idx n = logits.shape[axis];
   const T* weight = static_cast<const T*>(args.weight);
@@ -298,8 +385,10 @@ LossResult cross_entropy_typed(const StridedArray& logits, const CrossEntropyArg
   // The target is read once: the choice of kernel depends on its vector width, and a
   // switch by another thread must not pair one target's choice with another's kernels.
   const KernelTable& table = active_kernels();
+  // Calls with options go through the rows kernel with options (gathering rows that are
+  // not contiguous along the classes); the column kernels have none.
   const bool by_columns =
-      args.labels &&
+      args.labels && !args.has_options() &&
       cross_entropy_by_columns<S>(table, logits, args, loss, weight, weight_sum, grad_scale,
                                   workers);
   if (!by_columns)

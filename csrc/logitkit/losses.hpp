@@ -26,6 +26,15 @@ struct CrossEntropyArgs {
   Reduction reduction;
   const StridedArray* loss;  // per-row losses (logits' shape without axis); or null
   const StridedArray* grad;  // logits' shape; or null
+  // Options (spec/options_spec.md); the defaults take the plain kernels, unchanged.
+  double temperature = 1.0;  // finite > 0: the loss of z / temperature
+  double softcap = 0.0;      // finite > 0: z -> softcap * tanh(z / softcap) first; 0: none
+  double z_loss = 0.0;       // finite >= 0: + z_loss * lse(z')^2 per row
+  const StridedArray* where = nullptr;  // uint8 (0: class left out), logits' shape; or null
+  const StridedArray* sample_weight = nullptr;  // float64 per row (batch shape); or null
+  bool has_options() const {
+    return temperature != 1.0 || softcap != 0.0 || z_loss != 0.0 || where || sample_weight;
+  }
 };
 
 // Outcome of a loss over integer labels. A bad label stops the call before any output is

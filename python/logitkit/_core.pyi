@@ -28,6 +28,11 @@ def cross_entropy(
     grad: _Array | None,
     axis: int,
     workers: int = 1,
+    temperature: float = 1.0,
+    softcap: float = 0.0,
+    z_loss: float = 0.0,
+    where: NDArray[np.uint8] | None = None,
+    sample_weight: NDArray[np.float64] | None = None,
 ) -> tuple[int, int, float, float, int]: ...
 def nll_loss(
     log_probs: _Array,

@@ -64,6 +64,82 @@ def _class_weights(weight: ArrayLike | None, n: int, dtype: np.dtype[Any]) -> ND
     return np.require(w, dtype=compute_dtype(dtype), requirements=["C", "A"])
 
 
+def _real_option(value: object, name: str) -> float:
+    """A real scalar option as a float: TypeError for bool, str and non-reals."""
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+
+
+def _temperature(temperature: float) -> float:
+    t = _real_option(temperature, "temperature")
+    if not (math.isfinite(t) and t > 0.0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    return t
+
+
+def _softcap(softcap: float | None) -> float:
+    if softcap is None:
+        return 0.0
+    c = _real_option(softcap, "softcap")
+    if not (math.isfinite(c) and c > 0.0):
+        raise ValueError(f"softcap must be None or finite and > 0, got {softcap!r}")
+    return c
+
+
+def _z_loss(z_loss: float) -> float:
+    v = _real_option(z_loss, "z_loss")
+    if not (math.isfinite(v) and v >= 0.0):
+        raise ValueError(f"z_loss must be finite and >= 0, got {z_loss!r}")
+    return v
+
+
+def _where(where: ArrayLike | None, shape: tuple[int, ...]) -> NDArray[np.uint8] | None:
+    """The mask broadcast to the logits' shape (no copy: zero strides allowed), as uint8."""
+    if where is None:
+        return None
+    m = where if type(where) is np.ndarray else np.asarray(where)
+    if m.dtype != np.bool_:
+        raise TypeError(f"where must be a boolean array, got dtype {m.dtype}")
+    try:
+        b = np.broadcast_to(m, shape)
+    except ValueError:
+        raise ValueError(
+            f"where has shape {m.shape}, which does not broadcast to the logits' shape {shape}"
+        ) from None
+    if not b.flags.aligned:  # (bool is always aligned; kept for views of odd buffers)
+        b = np.ascontiguousarray(b)
+    return b.view(np.uint8)
+
+
+def _sample_weight(
+    sample_weight: ArrayLike | None, batch_shape: tuple[int, ...]
+) -> NDArray[np.float64] | None:
+    """One weight per row, float64, broadcast to the batch shape; finite and >= 0."""
+    if sample_weight is None:
+        return None
+    s = np.asarray(sample_weight)
+    if s.dtype.kind not in "iuf" and not is_half(s.dtype):
+        raise TypeError(f"sample_weight must be a real array, got dtype {s.dtype}")
+    s = np.asarray(s, dtype=np.float64)
+    try:
+        s = np.broadcast_to(s, batch_shape)
+    except ValueError:
+        raise ValueError(
+            f"sample_weight has shape {s.shape}, which does not broadcast to the batch "
+            f"shape {batch_shape} (the logits' shape without the class axis)"
+        ) from None
+    # A per-row vector: checking it is one pass over the rows, not over the logits.
+    if s.size and not (np.isfinite(s).all() and (s >= 0).all()):
+        raise ValueError("sample_weight must be finite and >= 0")
+    if not s.flags.aligned:
+        s = np.array(s)
+    return s
+
+
 _INT64_MIN = -(2**63)
 _INT64_END = 2**63
 _INT64_DTYPE = np.dtype(np.int64)
@@ -240,6 +316,11 @@ def cross_entropy(
     reduction: Reduction = ...,
     return_grad: Literal[False] = ...,
     grad_out: FloatArray | None = ...,
+    temperature: float = ...,
+    softcap: float | None = ...,
+    z_loss: float = ...,
+    where: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ...,
     workers: int | None = ...,
 ) -> Loss: ...
 @overload
@@ -254,6 +335,11 @@ def cross_entropy(
     reduction: Reduction = ...,
     return_grad: Literal[True],
     grad_out: FloatArray | None = ...,
+    temperature: float = ...,
+    softcap: float | None = ...,
+    z_loss: float = ...,
+    where: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ...,
     workers: int | None = ...,
 ) -> tuple[Loss, FloatArray]: ...
 @overload
@@ -268,6 +354,11 @@ def cross_entropy(
     reduction: Reduction = ...,
     return_grad: bool,
     grad_out: FloatArray | None = ...,
+    temperature: float = ...,
+    softcap: float | None = ...,
+    z_loss: float = ...,
+    where: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ...,
     workers: int | None = ...,
 ) -> Loss | tuple[Loss, FloatArray]: ...
 
@@ -283,6 +374,11 @@ def cross_entropy(
     reduction: Reduction = "mean",
     return_grad: bool = False,
     grad_out: FloatArray | None = None,
+    temperature: float = 1.0,
+    softcap: float | None = None,
+    z_loss: float = 0.0,
+    where: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
     workers: int | None = None,
 ) -> Loss | tuple[Loss, FloatArray]:
     r"""Cross-entropy of softmax(logits) against class indices or probabilities.
@@ -323,6 +419,29 @@ def cross_entropy(
         per-sample losses).
     grad_out : ndarray, optional
         Where to write the gradient (logits' shape, result dtype); may be `logits` itself.
+    temperature : float, optional
+        The loss of ``z / temperature`` (finite, > 0). The gradient is with respect to the
+        raw logits, so it carries the factor ``1 / temperature``.
+    softcap : float, optional
+        Logit soft-capping (Gemma 2): ``z -> softcap * tanh(z / softcap)``, applied before
+        the temperature; finite, > 0. ``None`` (default): no capping. The gradient goes
+        through the tanh: ``(1 - tanh(z / softcap)**2) / temperature``.
+    z_loss : float, optional
+        PaLM's auxiliary loss: each counted sample's loss gets
+        ``+ z_loss * lse(z')**2``, ``lse`` the logsumexp of the transformed (capped,
+        tempered, masked) logits; multiplied by the sample weight, not by class weights;
+        finite, >= 0. A fully masked sample's term is 0.
+    where : array_like of bool, optional
+        Classes to include, broadcastable to the logits' shape (dtype bool). Masked
+        classes are left out as if their logit were ``-inf``: their gradient is exactly 0;
+        a label (or a positive target probability) on a masked class gives loss ``+inf``;
+        label smoothing spreads ``eps`` over the sample's unmasked classes only.
+    sample_weight : array_like, optional
+        One weight per sample, broadcastable to the batch shape (the logits' shape
+        without `axis`); finite, >= 0. Each sample's loss and gradient are multiplied by
+        it, and ``'mean'`` divides by ``sum(sample_weight * weight[target])`` over the
+        counted samples (``sum(sample_weight)`` for probabilities). A sample of weight 0
+        contributes exactly 0 (also where its loss would be inf or NaN).
     workers : int, optional
         Threads to use, the calling one included: ``None`` (default) takes
         :func:`~logitkit.get_workers`, ``-1`` every usable core, ``-2`` all but one. The
@@ -350,6 +469,15 @@ def cross_entropy(
     and for probabilities :math:`y' = (1-\epsilon) y + \epsilon / C`:
     :math:`\ell = \sum_c w_c y'_c (\mathrm{lse} - z_c)`,
     :math:`\nabla_z \ell = a \sum_c w_c y'_c - w \odot y'`.
+
+    With options, :math:`z` above is :math:`z' = c \tanh(z / c) / T` (softcap :math:`c`,
+    temperature :math:`T`; :math:`z / T` without a softcap) with :math:`-\infty` at masked
+    classes, :math:`C` and :math:`W` count the unmasked classes only, each sample's loss
+    becomes :math:`s\,(\ell + \lambda\,\mathrm{lse}(z')^2)` (sample weight :math:`s`,
+    z_loss :math:`\lambda`), and its gradient
+    :math:`s\,(\nabla_{z'} \ell + 2 \lambda\,\mathrm{lse}(z')\,\mathrm{softmax}(z'))
+    \odot \partial z' / \partial z`, 0 at masked classes. Calls with options take the
+    row kernels (rows that are not contiguous along `axis` are gathered one at a time).
 
     Raises
     ------
@@ -383,14 +511,25 @@ def cross_entropy(
         target = np.asarray(target)
         z = widen_for(z, target)  # float32 probability targets of 16-bit logits
     labels, probs = _target(target, z, ax, batch_shape, ignore)
+    temp = _temperature(temperature)
+    cap = _softcap(softcap)
+    zl = _z_loss(z_loss)
+    mask = _where(where, shape)
+    sw = _sample_weight(sample_weight, batch_shape)
     grad: NDArray[Any] | None = None
     returned: FloatArray | None = None
     if return_grad:
-        grad, returned = _grad_buffer(grad_out, z, result_dtype, labels, probs, w)
+        grad, returned = _grad_buffer(grad_out, z, result_dtype, labels, probs, w, mask, sw)
     loss_array = np.empty(batch_shape, dtype=z.dtype) if code == 0 else None
-    bad, bad_value, total, denominator, counted = _core.cross_entropy(
-        z, labels, probs, w, ignore, eps, code, loss_array, grad, ax, threads
-    )
+    if temp == 1.0 and cap == 0.0 and zl == 0.0 and mask is None and sw is None:
+        bad, bad_value, total, denominator, counted = _core.cross_entropy(
+            z, labels, probs, w, ignore, eps, code, loss_array, grad, ax, threads
+        )
+    else:
+        bad, bad_value, total, denominator, counted = _core.cross_entropy(
+            z, labels, probs, w, ignore, eps, code, loss_array, grad, ax, threads,
+            temperature=temp, softcap=cap, z_loss=zl, where=mask, sample_weight=sw,
+        )
     if bad >= 0:
         raise _bad_label(bad, bad_value, batch_shape, n, ignore)
     loss = reduce_losses(code, loss_array, total, denominator, result_dtype, counted)
