@@ -304,9 +304,18 @@ LK_ALWAYS_INLINE T lk_ce_tanh(T u) {
   return u < T(0) ? -t : t;
 }
 
+// A lambda's always_inline (GCC, Clang): the row kernels' block bodies must inline into
+// their loops for their arrays to stay in registers.
+#if defined(__GNUC__)
+#define LK_CE_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define LK_CE_INLINE_LAMBDA
+#endif
+
 template <class S, bool kCap, bool kMask, class T = compute_t<S>>
 void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
   constexpr idx L = lk_lanes<T>();
+  constexpr bool kNarrow = sizeof(S) < sizeof(T);
   const idx n = a.n;
   const T eps = a.smoothing;
   const T keep = T(1) - eps;
@@ -317,15 +326,36 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
   const T cap_t = cap * inv_t;
   const double cap_t_d = double(cap_t);
   const T* w = a.weight;
-  // The exponentials and (softcap) dz'/dz, for the gradient.
-  LkScratch<T> scratch(a.grad ? (kCap ? 2 : 1) * n : 0);
-  T* const er = scratch.data;
-  T* const dz = kCap && a.grad ? er + n : nullptr;
-  // A mask not contiguous along the classes (a broadcast class axis: stride 0, or a view)
-  // is gathered per row, like the logits in the row driver.
-  LkScratch<std::uint8_t> mask_row(kMask && a.mask_class_stride != 1 ? n : 0);
   constexpr T kNegInf = lk_neg_inf<T>();
   const T kPosInf = -lk_neg_inf<T>();
+  // The exponentials go into the gradient row itself (float, double: as in the plain
+  // kernel, the exp loop fetches the gradient's lines while it is bound by arithmetic) or,
+  // for a 16-bit S, into a row of T; softcap's dz'/dz into a row of T.
+  LkScratch<T> scratch(a.grad ? ((kNarrow ? 1 : 0) + (kCap ? 1 : 0)) * n : 0);
+  T* const er_narrow = kNarrow && a.grad ? scratch.data : nullptr;
+  T* const dz = kCap && a.grad ? scratch.data + (kNarrow ? n : 0) : nullptr;
+  // The row's mask as 1 / 0 in T (read or gathered from the bytes once per row, then
+  // compared in T in every loop: bytes in the loops made GCC pick 16-byte vectors for
+  // the whole loop and stall on the stores between them), padded with L zeros.
+  // Two such rows: this row's and the next row's, whose masked max the exp loop takes.
+  LkScratch<T> mask_rows(kMask ? 2 * (n + L) : 0);
+  T* mask_cur = mask_rows.data;
+  T* mask_next = kMask ? mask_rows.data + n + L : nullptr;
+  if constexpr (kMask)
+    for (idx j = 0; j < L; ++j) mask_cur[n + j] = mask_next[n + j] = T(0);
+  auto convert_mask = [&](idx row, T* mr) {
+    const std::uint8_t* mb = a.mask + row * a.mask_row_stride;
+    const idx ms = a.mask_class_stride;
+    if (ms == 1) {
+#pragma omp simd
+      for (idx c = 0; c < n; ++c) mr[c] = static_cast<T>(static_cast<std::int32_t>(mb[c] != 0));
+    } else {
+      for (idx c = 0; c < n; ++c) mr[c] = mb[c * ms] != 0 ? T(1) : T(0);
+    }
+  };
+  // The next row's max, taken in this row's exp loop (the rows kernels' pipeline).
+  bool have_max = false;  // (and, with a mask, the row's mask converted in mask_cur)
+  T carried_max = kNegInf;
   for (idx r = 0; r < a.rows; ++r) {
     const S* z = a.logits + r * a.logits_row_stride;
     S* g = a.grad ? a.grad + r * a.grad_row_stride : nullptr;
@@ -341,78 +371,217 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
       a.loss[r * a.loss_stride] = 0;
       if (g)
         for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(T(0));
+      have_max = false;
       continue;
     }
-    const std::uint8_t* m = nullptr;
+    const T* m = nullptr;
     if constexpr (kMask) {
-      m = a.mask + r * a.mask_row_stride;
-      if (a.mask_class_stride != 1) {
-        for (idx c = 0; c < n; ++c) mask_row.data[c] = m[c * a.mask_class_stride];
-        m = mask_row.data;
-      }
+      if (have_max) {  // converted in the previous row's pass
+        T* const converted = mask_next;
+        mask_next = mask_cur;
+        mask_cur = converted;
+      } else
+        convert_mask(r, mask_cur);
+      m = mask_cur;
     }
     // Pass 1: the max of the unmasked raw logits (z -> z' is increasing, so it is z''s
-    // argmax) and whether an unmasked logit is NaN.
-    T mx = kNegInf;
-    int nan = 0;
-#pragma omp simd reduction(max : mx) reduction(| : nan)
-    for (idx c = 0; c < n; ++c) {
-      const T x = lk_ld(z[c]);
-      const bool in = kMask ? m[c] != 0 : true;
-      const T v = in ? x : kNegInf;
-      mx = v > mx ? v : mx;
-      nan |= (in && x != x) ? 1 : 0;
+    // argmax); NaN is not a max (it makes the sum NaN).
+    T mx = carried_max;
+    if (!have_max) {
+      if constexpr (kMask) {
+        // Whole vectors, then the tail: a block loop with a variable trip count inside
+        // would keep these arrays in memory rather than registers.
+        T macc[L];
+        for (idx j = 0; j < L; ++j) macc[j] = kNegInf;
+        idx i = 0;
+        for (; i + L <= n; i += L) {
+          T xv[L];
+          lk_load_vector(xv, z + i);
+          const T* mk = m + i;
+#pragma omp simd
+          for (idx j = 0; j < L; ++j)
+            macc[j] = mk[j] != T(0) && xv[j] > macc[j] ? xv[j] : macc[j];
+        }
+        if (i < n) {
+          T xv[L];
+          lk_load_padded(xv, z + i, n - i);
+          const T* mk = m + i;  // (padded with zeros)
+#pragma omp simd
+          for (idx j = 0; j < L; ++j)
+            macc[j] = mk[j] != T(0) && xv[j] > macc[j] ? xv[j] : macc[j];
+        }
+        mx = lk_reduce_max(macc);
+      } else {
+        mx = lk_row_max(z, n);
+      }
     }
-    // u_c = z'_c - max z' <= 0, formed as a difference of the raw logits (or of their
-    // tanh) scaled after: z' itself, rounded, would be off by an ulp of |z / T|.
+    have_max = false;
+    const S* next = r + 1 < a.rows ? z + a.logits_row_stride : nullptr;
+    if constexpr (kMask)
+      if (next) convert_mask(r + 1, mask_next);
+    const T* next_m = mask_next;  // (padded with zeros)
+    // u_c = z'_c - max z' <= 0, formed from differences of the raw logits (or of their
+    // tanh) and scaled after: z' itself, rounded, would be off by an ulp of |z / T|.
     const T shift = lk_shift_for(mx);
     const T th_m = kCap ? lk_ce_tanh(mx * inv_cap) : T(0);
-    const bool lse_is_inf = !kCap && mx == kPosInf && !nan;
-    // shift' - z'_c in double (lse - z'_c = that + log s), for the loss.
+    // lse = +inf: the max is +inf and no unmasked logit is NaN (scanned only then).
+    bool lse_is_inf = false;
+    if (!kCap && mx == kPosInf) {
+      lse_is_inf = true;
+      for (idx c = 0; c < n; ++c)
+        if ((!kMask || m[c] != T(0)) && lk_ld(z[c]) != lk_ld(z[c])) lse_is_inf = false;
+    }
+    // max z' - z'_c in double (lse - z'_c = that + log s), for the loss.
     auto gap_of = [=](T x) {
       if constexpr (kCap)
         return (double(th_m) - double(lk_ce_tanh(x * inv_cap))) * cap_t_d;
       else
         return (double(shift) - double(x)) * inv_t_d;
     };
-    // Pass 2: exp(u) (kept for the gradient, with dz'/dz), summed as the row kernels sum.
-    LkSum<T> sum;
-    {
-      T xv[L], mk[L], v[L];
-      for (idx j = 0; j < L; ++j) mk[j] = T(1);
-      for (idx i = 0; i < n; i += L) {
-        const idx count = n - i < L ? n - i : L;
-        if (count == L) {
-          lk_load_vector(xv, z + i);
-          if constexpr (kMask) {
-#pragma omp simd
-            for (idx j = 0; j < L; ++j) mk[j] = m[i + j] ? T(1) : T(0);
+    // Label smoothing over the row's unmasked classes: eps / C_row each, and their weight.
+    T eps_row = T(0), w_row = T(0);
+    if (eps != T(0)) {
+      if constexpr (kMask) {
+        idx count = 0;
+        double wsum = 0;
+#pragma omp simd reduction(+ : count)
+        for (idx c = 0; c < n; ++c) count += m[c] != T(0) ? 1 : 0;
+        if (w) {
+#pragma omp simd reduction(+ : wsum)
+          for (idx c = 0; c < n; ++c) wsum += m[c] != T(0) ? double(w[c]) : 0.0;
+        }
+        eps_row = count ? eps / static_cast<T>(count) : T(0);
+        w_row = w ? static_cast<T>(wsum) : static_cast<T>(count);
+      } else {
+        eps_row = eps / static_cast<T>(n);
+        w_row = a.weight_sum;
+      }
+    }
+    // Everything the loss reads from the logits, before the exp pass (which may write the
+    // gradient over them: grad_out=logits).
+    const S* y = a.labels ? nullptr : a.probs + r * a.probs_row_stride;
+    const T w_t = a.labels && w ? w[t] : T(1);
+    const bool t_masked = kMask && a.labels && m[t] == T(0);
+    double gap_t = 0, smooth_gap = 0, b_sum = 0, d_sum = 0, masked_mass = 0;
+    if (a.labels) {
+      if (!t_masked) gap_t = gap_of(lk_ld(z[t]));
+      if (eps_row != T(0)) {
+        // sum over unmasked c of w_c (max z' - z'_c), summed as the plain kernel sums it
+        // (T = 1 without a mask: its very bits).
+        if (w) {
+#pragma omp simd reduction(+ : smooth_gap)
+          for (idx c = 0; c < n; ++c) {
+            const double term = double(w[c]) * gap_of(lk_ld(z[c]));
+            smooth_gap += kMask ? (m[c] != T(0) ? term : 0.0) : term;
           }
         } else {
-          lk_load_padded(xv, z + i, count);
-          for (idx j = 0; j < L; ++j) mk[j] = j < count && (!kMask || m[i + j]) ? T(1) : T(0);
-        }
-        T dv[L];
-#pragma omp simd
-        for (idx j = 0; j < L; ++j) {
-          const T x = xv[j];
-          T u;
-          if constexpr (kCap) {
-            const T th = lk_ce_tanh(x * inv_cap);
-            u = (th - th_m) * cap_t;
-            dv[j] = mk[j] != T(0) ? (T(1) - th * th) * inv_t : T(0);
-          } else {
-            u = (x - shift) * inv_t;
+#pragma omp simd reduction(+ : smooth_gap)
+          for (idx c = 0; c < n; ++c) {
+            const double term = gap_of(lk_ld(z[c]));
+            smooth_gap += kMask ? (m[c] != T(0) ? term : 0.0) : term;
           }
-          const T e = lk_exp_nonpositive(u);
-          v[j] = (kMask || kCap) ? (mk[j] != T(0) ? e : T(0)) : e;
         }
-        sum.add(v);
-        if (g) {
-          for (idx j = 0; j < count; ++j) er[i + j] = v[j];
+      }
+    } else {
+      // Probability targets: y' = (1 - eps) y + eps / C_row on unmasked classes,
+      // B = sum w y', D = sum w y' (max z' - z'), 0 * inf = 0; a masked class with
+      // y' != 0 makes the loss +inf.
+      if (w) {
+#pragma omp simd reduction(+ : b_sum, d_sum, masked_mass)
+        for (idx c = 0; c < n; ++c) {
+          const bool in = kMask ? m[c] != T(0) : true;
+          const T wy = w[c] * (keep * lk_ld(y[c]) + (in ? eps_row : T(0)));
+          b_sum += double(wy);
+          d_sum += wy == T(0) || !in ? 0.0 : double(wy) * gap_of(lk_ld(z[c]));
+          if (kMask) masked_mass += in ? 0.0 : (wy < T(0) ? -double(wy) : double(wy));
+        }
+      } else {
+#pragma omp simd reduction(+ : b_sum, d_sum, masked_mass)
+        for (idx c = 0; c < n; ++c) {
+          const bool in = kMask ? m[c] != T(0) : true;
+          const T wy = keep * lk_ld(y[c]) + (in ? eps_row : T(0));
+          b_sum += double(wy);
+          d_sum += wy == T(0) || !in ? 0.0 : double(wy) * gap_of(lk_ld(z[c]));
+          if (kMask) masked_mass += in ? 0.0 : (wy < T(0) ? -double(wy) : double(wy));
+        }
+      }
+    }
+    // Pass 2: exp(u) (0 where masked), kept for the gradient with dz'/dz, summed as the
+    // row kernels sum; the next row's max on the way.
+    T* const e = !g ? nullptr : kNarrow ? er_narrow : reinterpret_cast<T*>(g);
+    LkSum<T> sum;
+    T macc[L];
+    for (idx j = 0; j < L; ++j) macc[j] = kNegInf;
+    // One vector of classes from i; kFull: a whole vector (constant trip counts only, so
+    // that the arrays stay in registers), else the tail of n - i < L classes.
+    auto block = [&](idx i, auto full) LK_CE_INLINE_LAMBDA {
+      constexpr bool kFull = decltype(full)::value;
+      const idx count = kFull ? L : n - i;
+      T xv[L], v[L], dv[L];
+      if constexpr (kFull)
+        lk_load_vector(xv, z + i);
+      else
+        lk_load_padded(xv, z + i, count);
+      const T* mk = kMask ? m + i : nullptr;  // (padded with zeros)
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) {
+        const T x = xv[j];
+        T u;
+        if constexpr (kCap) {
+          const T th = lk_ce_tanh(x * inv_cap);
+          u = (th - th_m) * cap_t;
+          dv[j] = (T(1) - th * th) * inv_t;
+        } else {
+          u = (x - shift) * inv_t;
+        }
+        const T ex = lk_exp_nonpositive(u);
+        // Masked classes (and, with softcap, whose padding is finite, the tail) are 0.
+        if constexpr (kMask)
+          v[j] = mk[j] != T(0) ? ex : T(0);
+        else if constexpr (kCap && !kFull)
+          v[j] = j < count ? ex : T(0);
+        else
+          v[j] = ex;
+      }
+      sum.add(v);
+      if (e) {
+        if constexpr (kFull) {
+#pragma omp simd
+          for (idx j = 0; j < L; ++j) e[i + j] = v[j];
+          if constexpr (kCap) {
+#pragma omp simd
+            for (idx j = 0; j < L; ++j) dz[i + j] = dv[j];
+          }
+        } else {
+          for (idx j = 0; j < count; ++j) e[i + j] = v[j];
           if constexpr (kCap)
             for (idx j = 0; j < count; ++j) dz[i + j] = dv[j];
         }
+      }
+      if (next) {
+        T nv[L];
+        if constexpr (kFull)
+          lk_load_vector(nv, next + i);
+        else
+          lk_load_padded(nv, next + i, count);
+        if constexpr (kMask) {
+          const T* nm = next_m + i;
+#pragma omp simd
+          for (idx j = 0; j < L; ++j)
+            macc[j] = nm[j] != T(0) && nv[j] > macc[j] ? nv[j] : macc[j];
+        } else {
+#pragma omp simd
+          for (idx j = 0; j < L; ++j) macc[j] = nv[j] > macc[j] ? nv[j] : macc[j];
+        }
+      }
+    };
+    {
+      idx i = 0;
+      for (; i + L <= n; i += L) block(i, std::true_type{});
+      if (i < n) block(i, std::false_type{});
+      if (next) {
+        carried_max = lk_reduce_max(macc);
+        have_max = true;
       }
     }
     const T s = sum.result();
@@ -424,104 +593,42 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
     const bool z_on = a.z_loss != T(0) && lse != double(kNegInf);
     const double z_term = z_on ? double(a.z_loss) * lse * lse : 0.0;
     const T z_grad = z_on ? static_cast<T>(2.0 * double(a.z_loss) * lse) : T(0);
-    // Label smoothing over the row's unmasked classes: eps / C_row each, and their weight.
-    T eps_row = T(0), w_row = T(0);
-    if (eps != T(0)) {
-      if constexpr (kMask) {
-        idx count = 0;
-        double wsum = 0;
-#pragma omp simd reduction(+ : count)
-        for (idx c = 0; c < n; ++c) count += m[c] ? 1 : 0;
-        if (w) {
-#pragma omp simd reduction(+ : wsum)
-          for (idx c = 0; c < n; ++c) wsum += m[c] ? double(w[c]) : 0.0;
-        }
-        eps_row = count ? eps / static_cast<T>(count) : T(0);
-        w_row = w ? static_cast<T>(wsum) : static_cast<T>(count);
-      } else {
-        eps_row = eps / static_cast<T>(n);
-        w_row = a.weight_sum;
-      }
-    }
     // The gradient's row scale: mean's 1/denominator, the sample weight, and (without
     // softcap, where dz'/dz is the constant 1/T) the temperature.
     const T gs = static_cast<T>(double(a.grad_scale) * sw) * (kCap ? T(1) : inv_t);
     // The mask's and softcap's share of a gradient element.
     auto finish = [&](idx c, T v) {
       if constexpr (kCap) v = v * dz[c];
-      if constexpr (kMask) v = m[c] ? v : T(0);  // exactly 0, also where v is NaN
+      if constexpr (kMask) v = m[c] != T(0) ? v : T(0);  // exactly 0, also where v is NaN
       return v;
     };
 
     if (a.labels) {
-      const T w_t = w ? w[t] : T(1);
-      const bool t_masked = kMask && m[t] == 0;
       const double kw = double(keep) * double(w_t);
       double loss;
       if (t_masked)  // lse - (-inf): +inf, or NaN for a row with NaN
         loss = kw == 0.0 ? 0.0 : (lse != lse ? lse : double(kPosInf));
       else
-        loss = lk_times_nonzero(kw, gap_of(lk_ld(z[t])) + log_s_d);
-      if (eps_row != T(0)) {
-        // sum over unmasked c of w_c (shift' - z'_c), summed as the plain kernel sums it
-        // (with a mask of all ones and T = 1 its very bits).
-        double smooth_gap = 0;
-        if (w) {
-#pragma omp simd reduction(+ : smooth_gap)
-          for (idx c = 0; c < n; ++c) {
-            const double term = double(w[c]) * gap_of(lk_ld(z[c]));
-            smooth_gap += kMask ? (m[c] ? term : 0.0) : term;
-          }
-        } else {
-#pragma omp simd reduction(+ : smooth_gap)
-          for (idx c = 0; c < n; ++c) {
-            const double term = gap_of(lk_ld(z[c]));
-            smooth_gap += kMask ? (m[c] ? term : 0.0) : term;
-          }
-        }
-        loss += double(eps_row) * (smooth_gap + double(w_row) * log_s_d);
-      }
+        loss = lk_times_nonzero(kw, gap_t + log_s_d);
+      if (eps_row != T(0)) loss += double(eps_row) * (smooth_gap + double(w_row) * log_s_d);
       a.loss[r * a.loss_stride] = sw * (loss + z_term);
       if (!g) continue;
       const T scale = gs * (keep * w_t + eps_row * w_row + z_grad) / s;
       const T smooth = gs * eps_row;
       const T target_step = gs * keep * w_t;
+      const T e_t = e[t];  // (e may be the gradient row, written below)
       if (w && eps_row != T(0)) {
 #pragma omp simd
-        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(finish(c, er[c] * scale - smooth * w[c]));
+        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(finish(c, e[c] * scale - smooth * w[c]));
       } else {
 #pragma omp simd
-        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(finish(c, er[c] * scale - smooth));
+        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(finish(c, e[c] * scale - smooth));
       }
-      const T v_t = er[t] * scale - smooth * (w && eps_row != T(0) ? w[t] : T(1)) - target_step;
+      const T v_t = e_t * scale - smooth * (w && eps_row != T(0) ? w[t] : T(1)) - target_step;
       g[t] = lk_st<S>(finish(t, v_t));
       continue;
     }
 
-    // Probability targets: y' = (1 - eps) y + eps / C_row on unmasked classes,
-    // B = sum w y', D = sum w y' (shift' - z'), 0 * inf = 0; a masked class with y' != 0
-    // makes the loss +inf.
-    const S* y = a.probs + r * a.probs_row_stride;
-    double b_sum = 0, d_sum = 0, masked_mass = 0;
-    if (w) {
-#pragma omp simd reduction(+ : b_sum, d_sum, masked_mass)
-      for (idx c = 0; c < n; ++c) {
-        const bool in = kMask ? m[c] != 0 : true;
-        const T wy = w[c] * (keep * lk_ld(y[c]) + (in ? eps_row : T(0)));
-        b_sum += double(wy);
-        d_sum += wy == T(0) || !in ? 0.0 : double(wy) * gap_of(lk_ld(z[c]));
-        if (kMask) masked_mass += in ? 0.0 : (wy < T(0) ? -double(wy) : double(wy));
-      }
-    } else {
-#pragma omp simd reduction(+ : b_sum, d_sum, masked_mass)
-      for (idx c = 0; c < n; ++c) {
-        const bool in = kMask ? m[c] != 0 : true;
-        const T wy = keep * lk_ld(y[c]) + (in ? eps_row : T(0));
-        b_sum += double(wy);
-        d_sum += wy == T(0) || !in ? 0.0 : double(wy) * gap_of(lk_ld(z[c]));
-        if (kMask) masked_mass += in ? 0.0 : (wy < T(0) ? -double(wy) : double(wy));
-      }
-    }
     double loss;
     if (masked_mass != 0.0)
       loss = lse != lse ? lse : double(kPosInf);
@@ -533,14 +640,14 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
     if (w) {
 #pragma omp simd
       for (idx c = 0; c < n; ++c) {
-        const T ec = kMask ? (m[c] ? eps_row : T(0)) : eps_row;
-        g[c] = lk_st<S>(finish(c, er[c] * scale - gs * w[c] * (keep * lk_ld(y[c]) + ec)));
+        const T ec = kMask ? (m[c] != T(0) ? eps_row : T(0)) : eps_row;
+        g[c] = lk_st<S>(finish(c, e[c] * scale - gs * w[c] * (keep * lk_ld(y[c]) + ec)));
       }
     } else {
 #pragma omp simd
       for (idx c = 0; c < n; ++c) {
-        const T ec = kMask ? (m[c] ? eps_row : T(0)) : eps_row;
-        g[c] = lk_st<S>(finish(c, er[c] * scale - gs * (keep * lk_ld(y[c]) + ec)));
+        const T ec = kMask ? (m[c] != T(0) ? eps_row : T(0)) : eps_row;
+        g[c] = lk_st<S>(finish(c, e[c] * scale - gs * (keep * lk_ld(y[c]) + ec)));
       }
     }
   }
