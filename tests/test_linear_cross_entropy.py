@@ -48,6 +48,59 @@ def _reference(x, w, b, t, **opts):
     return loss, gx, gw, gb
 
 
+def _reference_options(x, w, b, t, **opts):
+    """_reference through reference.cross_entropy_options (the part-7 options)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    w64 = np.asarray(w, dtype=np.float64)
+    z = x64 @ w64.T
+    if b is not None:
+        z = z + np.asarray(b, dtype=np.float64)
+    loss, g = reference.cross_entropy_options(z, t, return_grad=True, **opts)
+    g2 = g.reshape(-1, w.shape[0])
+    gx = (g2 @ w64).reshape(x.shape)
+    gw = g2.T @ x64.reshape(-1, w.shape[1])
+    return loss, gx, gw, g2.sum(axis=0)
+
+
+OPTION_CASES = {
+    "temperature": {"temperature": 0.7},
+    "softcap": {"softcap": 4.0},
+    "z_loss": {"z_loss": 1e-2},
+    "where": {"where": "vocab"},
+    "where-full": {"where": "full"},
+    "sample_weight": {"sample_weight": True},
+    "all": {"temperature": 1.6, "softcap": 5.0, "z_loss": 3e-3, "where": "vocab",
+            "sample_weight": True, "label_smoothing": 0.1},
+}
+
+
+def _options(rng, case, batch, vocab):
+    opts = dict(OPTION_CASES[case])
+    if opts.get("where") == "vocab":
+        mask = rng.random(vocab) < 0.8
+        mask[:3] = True  # the targets below avoid masked classes
+        opts["where"] = mask
+    elif opts.get("where") == "full":
+        mask = rng.random(batch + (vocab,)) < 0.8
+        opts["where"] = mask
+    if opts.get("sample_weight"):
+        opts["sample_weight"] = rng.random(batch) * 2.0
+    return opts
+
+
+def _unmasked_targets(rng, t, opts, vocab):
+    """Targets moved onto classes their mask keeps (a masked target's loss is +inf)."""
+    mask = opts.get("where")
+    if mask is None:
+        return t
+    full = np.broadcast_to(mask, t.shape + (vocab,))
+    t = t.copy()
+    for i in np.ndindex(t.shape):
+        if t[i] >= 0 and not full[i][t[i]]:
+            t[i] = int(np.flatnonzero(full[i])[0])
+    return t
+
+
 def _tol(dtype, what="loss"):
     dt = np.dtype(dtype)
     if dt == np.float64:
@@ -115,6 +168,58 @@ def test_class_weights_and_smoothing(simd_target, dtype, smoothing, weighted):
         _assert_close(grads.x, gx, dtype, "grad x")
         _assert_close(grads.linear_weight, gw, dtype, "grad linear_weight")
         assert grads.linear_bias is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", list(OPTION_CASES))
+def test_options_match_reference(simd_target, dtype, reduction, case):
+    rng = rng_for("lce-options", np.dtype(dtype).name, reduction, case)
+    x, w, b, t = _problem(rng, (3, 6), 16, 29, dtype, ignore=True)
+    opts = _options(rng, case, t.shape, 29)
+    t = _unmasked_targets(rng, t, opts, 29)
+    loss, grads = logitkit.linear_cross_entropy(
+        x, w, t, linear_bias=b, reduction=reduction, return_grad=True, chunk_size=4, **opts
+    )
+    ref_loss, gx, gw, gb = _reference_options(x, w, b, t, reduction=reduction, **opts)
+    _assert_close(loss, ref_loss, dtype, "loss")
+    _assert_close(grads.x, gx, dtype, "grad x")
+    _assert_close(grads.linear_weight, gw, dtype, "grad linear_weight")
+    _assert_close(grads.linear_bias, gb, dtype, "grad linear_bias")
+    # And the same as cross_entropy on the materialised logits, with the same options.
+    if np.dtype(dtype) == np.float64:
+        z = x @ w.T + b
+        direct = logitkit.cross_entropy(z, t, reduction=reduction, **opts)
+        np.testing.assert_allclose(loss, direct, rtol=1e-12, atol=1e-14)
+
+
+def test_option_errors_name_the_option():
+    x = np.zeros((4, 3))
+    w = np.zeros((5, 3))
+    t = np.zeros(4, dtype=np.int64)
+    f = logitkit.linear_cross_entropy
+    for empty in (False, True):
+        xe, te = (x[:0], t[:0]) if empty else (x, t)  # checked before any work
+        with pytest.raises(ValueError, match="temperature"):
+            f(xe, w, te, temperature=0.0)
+        with pytest.raises(TypeError, match="temperature"):
+            f(xe, w, te, temperature="2")
+        with pytest.raises(ValueError, match="z_loss"):
+            f(xe, w, te, z_loss=float("nan"))
+    with pytest.raises(ValueError, match="softcap"):
+        f(x, w, t, softcap=-1.0)
+    with pytest.raises(ValueError, match="z_loss"):
+        f(x, w, t, z_loss=-1.0)
+    with pytest.raises(TypeError, match="where"):
+        f(x, w, t, where=np.ones(5))
+    with pytest.raises(ValueError, match="where"):
+        f(x, w, t, where=np.ones(4, dtype=bool))
+    with pytest.raises(ValueError, match="sample_weight"):
+        f(x, w, t, sample_weight=np.ones(3))
+    with pytest.raises(ValueError, match="sample_weight"):
+        f(x, w, t, sample_weight=-np.ones(4))
+    with pytest.raises(TypeError, match="sample_weight"):
+        f(x, w, t, sample_weight=np.array(["a"] * 4))
 
 
 def test_chunking_does_not_change_the_float64_result(simd_target):
@@ -290,3 +395,67 @@ def test_matches_torch_autograd(simd_target, dtype, reduction, smoothing):
             label_smoothing=smoothing,
         )
         assert math.isclose(float(fused), float(loss), rel_tol=tol, abs_tol=tol)
+
+
+def _torch_options(x, w, b, t, reduction, weight=None, label_smoothing=0.0, temperature=1.0,
+                   softcap=None, z_loss=0.0, where=None, sample_weight=None):
+    """PyTorch autograd of the part-7 definitions: z' = softcap tanh(z/softcap) / T,
+    masked classes -inf, row loss s_r (ce_r + z_loss lse_r^2), "mean" divided by the sum
+    of s_r w_t over the counted rows."""
+    vocab = w.shape[0]
+    xt = torch.tensor(np.asarray(x), requires_grad=True)
+    wt = torch.tensor(np.asarray(w), requires_grad=True)
+    bt = torch.tensor(np.asarray(b), requires_grad=True)
+    z = torch.nn.functional.linear(xt, wt, bt).reshape(-1, vocab)
+    if softcap is not None:
+        z = softcap * torch.tanh(z / softcap)
+    z = z / temperature
+    if where is not None:
+        mask = torch.tensor(np.broadcast_to(where, t.shape + (vocab,)).reshape(-1, vocab))
+        z = z.masked_fill(~mask, -math.inf)
+    tt = torch.tensor(t.reshape(-1))
+    cw = None if weight is None else torch.tensor(weight)
+    ce = torch.nn.functional.cross_entropy(
+        z, tt, weight=cw, reduction="none", label_smoothing=label_smoothing
+    )
+    counted = tt != -100
+    row = ce + z_loss * torch.logsumexp(z, -1) ** 2 * counted
+    s = torch.ones(len(tt), dtype=z.dtype)
+    if sample_weight is not None:
+        s = torch.tensor(np.broadcast_to(sample_weight, t.shape).reshape(-1), dtype=z.dtype)
+    row = row * s
+    w_t = torch.ones_like(s) if cw is None else cw[torch.where(counted, tt, 0)]
+    if reduction == "none":
+        loss = row.reshape(t.shape)
+    elif reduction == "sum":
+        loss = row.sum()
+    else:
+        loss = row.sum() / (s * w_t * counted).sum()
+    loss.sum().backward()
+    return loss.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", list(OPTION_CASES))
+def test_options_match_torch_autograd(simd_target, dtype, reduction, case):
+    rng = rng_for("lce-torch-options", np.dtype(dtype).name, reduction, case)
+    x, w, b, t = _problem(rng, (2, 11), 24, 45, dtype, ignore=True)
+    opts = _options(rng, case, t.shape, 45)
+    if "where" in opts:
+        # PyTorch smooths over every class, -inf ones included (an infinite loss);
+        # logitkit over the unmasked ones: compare without smoothing.
+        opts.pop("label_smoothing", None)
+    t = _unmasked_targets(rng, t, opts, 45)
+    cw = class_weights(rng, 45).astype(dtype)
+    loss, grads = logitkit.linear_cross_entropy(
+        x, w, t, linear_bias=b, weight=cw, reduction=reduction, return_grad=True,
+        chunk_size=7, **opts,
+    )
+    expected = _torch_options(x, w, b, t, reduction, weight=cw, **opts)
+    tol = 1e-9 if np.dtype(dtype) == np.float64 else 1e-4
+    for a, e, what in zip((loss, *grads), expected, ("loss", "x", "w", "b")):
+        a = np.asarray(a, dtype=np.float64)
+        e = np.asarray(e, dtype=np.float64)
+        scale = max(1.0, float(np.max(np.abs(e))))
+        assert float(np.max(np.abs(a - e))) <= tol * scale, what

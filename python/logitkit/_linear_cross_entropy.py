@@ -24,6 +24,11 @@ from ._cross_entropy import (
     _ignore_index,
     _labels,
     _smoothing,
+    _sample_weight,
+    _softcap,
+    _temperature,
+    _where,
+    _z_loss,
     cross_entropy,
     reduce_losses,
     reduction_code,
@@ -102,6 +107,8 @@ def linear_cross_entropy(
     temperature: float = ...,
     softcap: float | None = ...,
     z_loss: float = ...,
+    where: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ...,
     return_grad: Literal[False] = ...,
     chunk_size: int | None = ...,
     workers: int | None = ...,
@@ -120,6 +127,8 @@ def linear_cross_entropy(
     temperature: float = ...,
     softcap: float | None = ...,
     z_loss: float = ...,
+    where: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ...,
     return_grad: Literal[True],
     chunk_size: int | None = ...,
     workers: int | None = ...,
@@ -138,6 +147,8 @@ def linear_cross_entropy(
     temperature: float = ...,
     softcap: float | None = ...,
     z_loss: float = ...,
+    where: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ...,
     return_grad: bool,
     chunk_size: int | None = ...,
     workers: int | None = ...,
@@ -157,6 +168,8 @@ def linear_cross_entropy(
     temperature: float = 1.0,
     softcap: float | None = None,
     z_loss: float = 0.0,
+    where: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
     return_grad: bool = False,
     chunk_size: int | None = None,
     workers: int | None = None,
@@ -192,6 +205,16 @@ def linear_cross_entropy(
     temperature, softcap, z_loss
         As in :func:`cross_entropy`: logits ``softcap * tanh(z / softcap) / temperature``,
         and PaLM's ``z_loss * lse^2`` per counted token.
+    where : array_like of bool, optional
+        As in :func:`cross_entropy`: classes left out of each token's softmax. A mask of
+        shape ``(V,)`` (one vocabulary mask for every token) costs nothing; a mask of
+        another shape broadcastable to ``(..., V)`` is expanded to N x V booleans (one
+        byte each).
+    sample_weight : array_like, optional
+        One weight per token (broadcastable to `target`'s shape), as in
+        :func:`cross_entropy`: each token's loss and gradient are multiplied by it, and
+        ``'mean'`` divides by the sum of sample weight times class weight of the tokens
+        not ignored.
     return_grad : bool, optional
         Also return a :class:`LinearCrossEntropyGrads` ``(x, linear_weight, linear_bias)``:
         the gradients of the loss (for ``'none'``: of the sum of the per-token losses), in
@@ -269,19 +292,38 @@ def linear_cross_entropy(
         position = int(np.argmax(bad))
         raise _bad_label(position, int(flat_t[position]), batch_shape, vocab, ignore)
     counted = int(np.count_nonzero(counted_mask))
-    if class_w is None:
+    sw = _sample_weight(sample_weight, batch_shape)
+    token_w = None if sw is None else sw.reshape(tokens)
+    per_token = np.ones(0) if class_w is None else class_w[flat_t[counted_mask]]
+    if class_w is None and token_w is None:
         denominator = float(counted)
+    elif token_w is None:
+        denominator = float(np.sum(per_token, dtype=np.float64))
+    elif class_w is None:
+        denominator = float(np.sum(token_w[counted_mask]))
     else:
-        denominator = float(np.sum(class_w[flat_t[counted_mask]], dtype=np.float64))
+        denominator = float(np.sum(token_w[counted_mask] * per_token))
+    # The mask, checked against the logits' shape; a (V,) mask is kept as one row.
+    mask = None
+    if where is not None:
+        flat_mask = np.asarray(where)
+        _where(flat_mask, batch_shape + (vocab,))  # dtype and shape, or the error
+        if flat_mask.ndim <= 1:
+            mask = np.broadcast_to(flat_mask, (vocab,))
+        else:
+            # The broadcast mask of x's batch shape, as one row per token (a copy only
+            # when its strides cannot be merged).
+            mask = np.broadcast_to(flat_mask, batch_shape + (vocab,)).reshape(tokens, vocab)
 
     # The options cross_entropy takes, passed on only when set, so that a call without
     # them runs the plain kernel.
+    # (Checked here, before any product is computed.)
     options: dict[str, Any] = {}
-    if temperature != 1.0:
+    if _temperature(temperature) != 1.0:
         options["temperature"] = temperature
     if softcap is not None:
-        options["softcap"] = softcap
-    if z_loss != 0.0:
+        options["softcap"] = _softcap(softcap)
+    if _z_loss(z_loss) != 0.0:
         options["z_loss"] = z_loss
 
     # 16-bit weights are widened once (x is widened a chunk at a time below).
@@ -312,6 +354,11 @@ def linear_cross_entropy(
         if b_ct is not None:
             np.add(z, b_ct, out=z)
         tc = flat_t[start:stop]
+        if token_w is not None:
+            options["sample_weight"] = token_w[start:stop]
+        if mask is not None:
+            chunk_mask = mask[start:stop] if mask.ndim == 2 else np.broadcast_to(mask, (m, vocab))
+            options["where"] = chunk_mask
         if not return_grad:
             losses[start:stop] = cross_entropy(
                 z, tc, weight=class_w, ignore_index=ignore, label_smoothing=eps,
