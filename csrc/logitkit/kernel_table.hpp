@@ -42,6 +42,20 @@ struct ComputeType<BFloat16> {
 template <class S>
 using compute_t = typename ComputeType<S>::type;
 
+// Options of the softmax-family row kernels (temperature=, where=): the argument of exp,
+// x - max, times `scale` (1/temperature) when `scaled`; a mask of n bytes per row
+// (contiguous along the axis, rows mask_row_stride bytes apart, 0 for one shared row),
+// 0 = left out, or null; `stream`: streaming stores (softmax, log_softmax).
+template <class S>
+struct RowOptions {
+  using T = compute_t<S>;
+  bool scaled;
+  T scale;
+  const std::uint8_t* mask;
+  idx mask_row_stride;
+  bool stream;
+};
+
 template <class S>
 struct SoftmaxKernels {
   using T = compute_t<S>;  // scalars are in the compute type
@@ -76,6 +90,14 @@ struct SoftmaxKernels {
   // (`stream`: with streaming stores, for float and double; see the *_stream kernels).
   void (*softmax_piece)(const S* x, S* out, idx n, T shift, T scale, bool stream);
   void (*log_softmax_piece)(const S* x, S* out, idx n, T shift, T log_sum, bool stream);
+  // The row kernels with options (RowOptions; the drivers route every option call to
+  // these, gathering rows that are not contiguous along the axis).
+  void (*softmax_rows_opt)(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
+                           idx n, const RowOptions<S>& options);
+  void (*log_softmax_rows_opt)(const S* x, idx x_row_stride, S* out, idx out_row_stride,
+                               idx rows, idx n, const RowOptions<S>& options);
+  void (*logsumexp_rows_opt)(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows,
+                             idx n, const RowOptions<S>& options);
   // The vector exps themselves, elementwise over contiguous arrays (for accuracy tests):
   // full range, and the faster one for arguments <= 0 that the kernels use.
   void (*exp)(const S* x, S* out, idx n);

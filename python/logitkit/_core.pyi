@@ -7,9 +7,30 @@ from numpy.typing import NDArray
 
 _Array = NDArray[Any]
 
-def softmax(x: _Array, out: _Array, axis: int, workers: int = 1) -> None: ...
-def log_softmax(x: _Array, out: _Array, axis: int, workers: int = 1) -> None: ...
-def logsumexp(x: _Array, out: _Array, axis: int, workers: int = 1) -> None: ...
+def softmax(
+    x: _Array,
+    out: _Array,
+    axis: int,
+    workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
+) -> None: ...
+def log_softmax(
+    x: _Array,
+    out: _Array,
+    axis: int,
+    workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
+) -> None: ...
+def logsumexp(
+    x: _Array,
+    out: _Array,
+    axis: int,
+    workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
+) -> None: ...
 def _exp(x: _Array, out: _Array, nonpositive: bool = False) -> None: ...
 def compiled_targets() -> list[str]: ...
 def supported_targets() -> list[str]: ...
