@@ -16,7 +16,8 @@
 
 namespace logitkit {
 
-constexpr int kMaxOperands = 4;
+// (6: KL divergence with a gradient and a where= mask has 5.)
+constexpr int kMaxOperands = 6;
 
 // Whether rows of n classes should go to the column kernels, vectorized across rows,
 // instead of the row kernels, whose fixed cost per row (horizontal reductions, a padded

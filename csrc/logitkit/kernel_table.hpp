@@ -173,6 +173,13 @@ struct KlRows {
   S* grad;  // or null
   idx grad_row_stride;
   T grad_scale;
+  // Options (temperature=, where=; zero-initialized: none): both logits times `scale`
+  // (1/T) when `scaled`; a mask of n bytes per row (contiguous along the axis, rows
+  // mask_row_stride apart), 0 = class left out of both distributions, or null.
+  bool scaled;
+  T scale;
+  const std::uint8_t* mask;
+  idx mask_row_stride;
 };
 
 // Binary cross-entropy from logits over `rows` x `n` contiguous elements.
@@ -206,6 +213,9 @@ struct LossKernels {
   void (*cross_entropy_rows)(const CrossEntropyRows<S>& args);
   void (*cross_entropy_cols)(const CrossEntropyCols<S>& args);
   void (*entropy_rows)(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n);
+  // entropy with options (RowOptions: temperature's scale, where='s mask; no streaming).
+  void (*entropy_rows_opt)(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows,
+                           idx n, const RowOptions<S>& options);
   void (*kl_divergence_rows)(const KlRows<S>& args);
   void (*softmax_backward_rows)(const S* g, idx g_row_stride, const S* p, idx p_row_stride,
                                 S* out, idx out_row_stride, idx rows, idx n);

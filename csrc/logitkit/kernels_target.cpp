@@ -74,7 +74,7 @@ constexpr SoftmaxKernels<S> softmax_kernels() {
 template <class S>
 constexpr LossKernels<S> loss_kernels() {
   return LossKernels<S>{
-      &cross_entropy_rows<S>,    &cross_entropy_cols<S>,   &entropy_rows<S>, &kl_divergence_rows<S>,
+      &cross_entropy_rows<S>,    &cross_entropy_cols<S>,   &entropy_rows<S>, &entropy_rows_opt<S>, &kl_divergence_rows<S>,
       &softmax_backward_rows<S>, &log_softmax_backward_rows<S>, &sigmoid_array<S>,
       &log_sigmoid_array<S>,     &bce_rows<S>,
   };

@@ -59,7 +59,14 @@ def nll_loss(
     loss: _Array | None,
     axis: int,
 ) -> tuple[int, int, float, float, int]: ...
-def entropy(x: _Array, out: _Array, axis: int, workers: int = 1) -> None: ...
+def entropy(
+    x: _Array,
+    out: _Array,
+    axis: int,
+    workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
+) -> None: ...
 def kl_divergence(
     p: _Array,
     q: _Array,
@@ -69,6 +76,8 @@ def kl_divergence(
     grad_scale: float,
     axis: int,
     workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
 ) -> None: ...
 def softmax_backward(
     grad_output: _Array, probs: _Array, out: _Array, axis: int, workers: int = 1
