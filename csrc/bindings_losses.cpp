@@ -204,7 +204,8 @@ void register_losses(py::module_& m) {
       "binary_cross_entropy",
       [](const py::array& logits, const py::array& target, const OptArray& weight,
          const OptArray& pos_weight, const OptArray& loss, const OptArray& grad,
-         double grad_scale, std::int64_t workers_arg) {
+         double grad_scale, std::int64_t workers_arg, const OptArray& sample_weight,
+         std::int64_t sample_len) {
         const int workers = checked_workers(workers_arg);
         const DType dt = dtype_of(logits, "logits");
         const void* z = contiguous_data(logits, dt, "logits");
@@ -223,12 +224,18 @@ void register_losses(py::module_& m) {
         if ((loss && !loss->writeable()) || (grad && !grad->writeable()))
           throw py::value_error("outputs must be writeable");
         const py::ssize_t rows = n > 0 ? size / n : 0;
+        const double* sw = static_cast<const double*>(
+            contiguous_data(sample_weight, DType::float64, "sample_weight"));
+        if (sample_weight &&
+            (sample_len < 1 || sample_weight->size() * sample_len != size))
+          throw py::value_error("binary_cross_entropy: sample_weight size does not match");
         py::gil_scoped_release release;  // only these buffers are touched
         return logitkit::binary_cross_entropy(dt, z, y, w, pw, pos_weight_full, rows, n, lo, g,
-                                              grad_scale, workers);
+                                              grad_scale, workers, sw, sample_len);
       },
       py::arg("logits"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"),
-      py::arg("loss"), py::arg("grad"), py::arg("grad_scale"), py::arg("workers") = 1);
+      py::arg("loss"), py::arg("grad"), py::arg("grad_scale"), py::arg("workers") = 1,
+      py::arg("sample_weight") = py::none(), py::arg("sample_len") = 1);
 }
 
 }  // namespace logitkit_bindings

@@ -196,6 +196,13 @@ struct BceRows {
   S* loss;  // per-element loss, or null
   S* grad;  // or null
   T grad_scale;
+  // sample_weight= (or null): one weight per run of sample_len elements of the flat
+  // array (a sample: an index of the first axis), indexed from the flat index of this
+  // call's first element, `offset`; the loss and gradient of each element times its
+  // sample's weight.
+  const T* sample_weight;
+  idx sample_len;
+  idx offset;
 };
 
 // Outputs of at least this many bytes are written with streaming stores (the *_stream

@@ -524,8 +524,16 @@ namespace {
 template <class S>
 double bce_typed(const void* logits, const void* target, const void* weight,
                  const void* pos_weight, bool pos_weight_full, idx rows, idx n, void* loss,
-                 void* grad, double grad_scale, int workers) {
+                 void* grad, double grad_scale, int workers, const double* sample_weight,
+                 idx sample_len) {
   using T = compute_t<S>;
+  // Sample weights in the compute type (one per sample: a short vector).
+  std::vector<T> sample_t;
+  if (sample_weight) {
+    const idx samples = sample_len > 0 ? (rows * n + sample_len - 1) / sample_len : 0;
+    sample_t.resize(static_cast<size_t>(samples));
+    for (idx i = 0; i < samples; ++i) sample_t[static_cast<size_t>(i)] = static_cast<T>(sample_weight[i]);
+  }
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   const bool split_rows = n > kTaskElements;
   const idx row_block = split_rows ? 1 : rows_per_task(n);
@@ -551,6 +559,11 @@ double bce_typed(const void* logits, const void* target, const void* weight,
     a.loss = loss ? static_cast<S*>(loss) + offset : nullptr;
     a.grad = grad ? static_cast<S*>(grad) + offset : nullptr;
     a.grad_scale = static_cast<T>(grad_scale);
+    if (sample_weight) {
+      a.sample_weight = sample_t.data();
+      a.sample_len = sample_len;
+      a.offset = offset;
+    }
     sums[static_cast<size_t>(t)] = k.bce_rows(a);
   });
   // Compensated, as within the pieces; an infinite or NaN total says so plainly.
@@ -570,9 +583,19 @@ double binary_cross_entropy(DType dtype, const void* logits, const void* target,
                             const void* weight, const void* pos_weight, bool pos_weight_full,
                             idx rows, idx n, void* loss, void* grad, double grad_scale,
                             int workers) {
+  return binary_cross_entropy(dtype, logits, target, weight, pos_weight, pos_weight_full, rows,
+                              n, loss, grad, grad_scale, workers, nullptr, 1);
+}
+
+double binary_cross_entropy(DType dtype, const void* logits, const void* target,
+                            const void* weight, const void* pos_weight, bool pos_weight_full,
+                            idx rows, idx n, void* loss, void* grad, double grad_scale,
+                            int workers, const double* sample_weight, idx sample_len) {
+  if (sample_weight && sample_len < 1)
+    throw std::invalid_argument("sample_len must be at least 1");
   return with_storage_type(dtype, [&](auto s) {
     return bce_typed<decltype(s)>(logits, target, weight, pos_weight, pos_weight_full, rows, n,
-                                  loss, grad, grad_scale, workers);
+                                  loss, grad, grad_scale, workers, sample_weight, sample_len);
   });
 }
 

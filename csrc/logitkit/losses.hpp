@@ -75,5 +75,12 @@ double binary_cross_entropy(DType dtype, const void* logits, const void* target,
                             const void* weight, const void* pos_weight, bool pos_weight_full,
                             idx rows, idx n, void* loss, void* grad, double grad_scale,
                             int workers = 1);
+// With sample weights: `sample_weight` (float64, one per sample; null: none) weights each
+// run of `sample_len` elements of the flat array (sample_len >= 1; the product of the
+// logits' dimensions after the first).
+double binary_cross_entropy(DType dtype, const void* logits, const void* target,
+                            const void* weight, const void* pos_weight, bool pos_weight_full,
+                            idx rows, idx n, void* loss, void* grad, double grad_scale,
+                            int workers, const double* sample_weight, idx sample_len);
 
 }  // namespace logitkit

@@ -96,4 +96,6 @@ def binary_cross_entropy(
     grad: _Array | None,
     grad_scale: float,
     workers: int = 1,
+    sample_weight: _Array | None = None,
+    sample_len: int = 1,
 ) -> float: ...
