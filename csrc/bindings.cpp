@@ -33,34 +33,61 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
 
   m.def(
       "softmax",
-      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg) {
+      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg,
+         std::optional<double> scale, const std::optional<py::array>& where) {
         const int workers = checked_workers(workers_arg);
+        std::optional<StridedArray> mask;
+        if (where) mask = mask_view(*where, x);
+        logitkit::SoftmaxOptions options;
+        options.scaled = scale.has_value();
+        options.scale = scale.value_or(1.0);
+        options.where = mask ? &*mask : nullptr;
         run_unary(x, out,
-                  [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
-                    logitkit::softmax(dt, xv, ov, axis, workers);
+                  [axis, workers, &options](DType dt, const StridedArray& xv,
+                                            const StridedArray& ov) {
+                    logitkit::softmax(dt, xv, ov, axis, workers, options);
                   });
       },
-      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
+      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1,
+      py::arg("scale") = py::none(), py::arg("where") = py::none());
   m.def(
       "log_softmax",
-      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg) {
+      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg,
+         std::optional<double> scale, const std::optional<py::array>& where) {
         const int workers = checked_workers(workers_arg);
+        std::optional<StridedArray> mask;
+        if (where) mask = mask_view(*where, x);
+        logitkit::SoftmaxOptions options;
+        options.scaled = scale.has_value();
+        options.scale = scale.value_or(1.0);
+        options.where = mask ? &*mask : nullptr;
         run_unary(x, out,
-                  [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
-                    logitkit::log_softmax(dt, xv, ov, axis, workers);
+                  [axis, workers, &options](DType dt, const StridedArray& xv,
+                                            const StridedArray& ov) {
+                    logitkit::log_softmax(dt, xv, ov, axis, workers, options);
                   });
       },
-      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
+      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1,
+      py::arg("scale") = py::none(), py::arg("where") = py::none());
   m.def(
       "logsumexp",
-      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg) {
+      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg,
+         std::optional<double> scale, const std::optional<py::array>& where) {
         const int workers = checked_workers(workers_arg);
+        std::optional<StridedArray> mask;
+        if (where) mask = mask_view(*where, x);
+        logitkit::SoftmaxOptions options;
+        options.scaled = scale.has_value();
+        options.scale = scale.value_or(1.0);
+        options.where = mask ? &*mask : nullptr;
         run_unary(x, out,
-                  [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
-                    logitkit::logsumexp(dt, xv, ov, axis, workers);
+                  [axis, workers, &options](DType dt, const StridedArray& xv,
+                                            const StridedArray& ov) {
+                    logitkit::logsumexp(dt, xv, ov, axis, workers, options);
                   });
       },
-      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
+      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1,
+      py::arg("scale") = py::none(), py::arg("where") = py::none());
   m.def(
       "_exp",
       [](const py::array& x, const py::array& out, bool nonpositive) {

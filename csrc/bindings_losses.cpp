@@ -138,31 +138,48 @@ void register_losses(py::module_& m) {
 
   m.def(
       "entropy",
-      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg) {
+      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg,
+         std::optional<double> scale, const OptArray& where) {
         const int workers = checked_workers(workers_arg);
+        std::optional<StridedArray> mask;
+        if (where) mask = mask_view(*where, x);
+        logitkit::SoftmaxOptions options;
+        options.scaled = scale.has_value();
+        options.scale = scale.value_or(1.0);
+        options.where = mask ? &*mask : nullptr;
         run_unary(x, out,
-                  [axis, workers](DType dt, const StridedArray& xv, const StridedArray& ov) {
-                    logitkit::entropy(dt, xv, ov, axis, workers);
+                  [axis, workers, &options](DType dt, const StridedArray& xv,
+                                            const StridedArray& ov) {
+                    logitkit::entropy(dt, xv, ov, axis, workers, options);
                   });
       },
-      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1);
+      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1,
+      py::arg("scale") = py::none(), py::arg("where") = py::none());
 
   m.def(
       "kl_divergence",
       [](const py::array& p, const py::array& q, const py::array& out, double out_scale,
-         const OptArray& grad, double grad_scale, int axis, std::int64_t workers_arg) {
+         const OptArray& grad, double grad_scale, int axis, std::int64_t workers_arg,
+         std::optional<double> scale, const OptArray& where) {
         const int workers = checked_workers(workers_arg);
         const DType dt = dtype_of(p, "p_logits");
+        std::optional<StridedArray> mask;
+        if (where) mask = mask_view(*where, p);
+        logitkit::SoftmaxOptions options;
+        options.scaled = scale.has_value();
+        options.scale = scale.value_or(1.0);
+        options.where = mask ? &*mask : nullptr;
         const StridedArray pv = view_of(p, "p_logits", false);
         const StridedArray qv = view_as(q, dt, "q_logits", false);
         const StridedArray ov = view_as(out, DType::float64, "out (float64)", true);
         const OptionalView gv = optional_view(grad, dt, "grad", true);
         py::gil_scoped_release release;  // only these buffers are touched
         logitkit::kl_divergence(dt, pv, qv, ov, out_scale, gv.get(), grad_scale, axis,
-                                workers);
+                                workers, options);
       },
       py::arg("p"), py::arg("q"), py::arg("out"), py::arg("out_scale"), py::arg("grad"),
-      py::arg("grad_scale"), py::arg("axis"), py::arg("workers") = 1);
+      py::arg("grad_scale"), py::arg("axis"), py::arg("workers") = 1,
+      py::arg("scale") = py::none(), py::arg("where") = py::none());
 
   auto backward = [](auto fn) {
     return [fn](const py::array& g, const py::array& y, const py::array& out, int axis,
@@ -207,7 +224,8 @@ void register_losses(py::module_& m) {
       "binary_cross_entropy",
       [](const py::array& logits, const py::array& target, const OptArray& weight,
          const OptArray& pos_weight, const OptArray& loss, const OptArray& grad,
-         double grad_scale, std::int64_t workers_arg) {
+         double grad_scale, std::int64_t workers_arg, const OptArray& sample_weight,
+         std::int64_t sample_len) {
         const int workers = checked_workers(workers_arg);
         const DType dt = dtype_of(logits, "logits");
         const void* z = contiguous_data(logits, dt, "logits");
@@ -226,12 +244,18 @@ void register_losses(py::module_& m) {
         if ((loss && !loss->writeable()) || (grad && !grad->writeable()))
           throw py::value_error("outputs must be writeable");
         const py::ssize_t rows = n > 0 ? size / n : 0;
+        const double* sw = static_cast<const double*>(
+            contiguous_data(sample_weight, DType::float64, "sample_weight"));
+        if (sample_weight &&
+            (sample_len < 1 || sample_weight->size() * sample_len != size))
+          throw py::value_error("binary_cross_entropy: sample_weight size does not match");
         py::gil_scoped_release release;  // only these buffers are touched
         return logitkit::binary_cross_entropy(dt, z, y, w, pw, pos_weight_full, rows, n, lo, g,
-                                              grad_scale, workers);
+                                              grad_scale, workers, sw, sample_len);
       },
       py::arg("logits"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"),
-      py::arg("loss"), py::arg("grad"), py::arg("grad_scale"), py::arg("workers") = 1);
+      py::arg("loss"), py::arg("grad"), py::arg("grad_scale"), py::arg("workers") = 1,
+      py::arg("sample_weight") = py::none(), py::arg("sample_len") = 1);
 }
 
 }  // namespace logitkit_bindings

@@ -470,3 +470,111 @@ def cross_entropy_options(logits, target, axis=-1, weight=None, ignore_index=-10
     if reduction == "mean":
         grad = grad * (0.0 if counted == 0 else 1.0 / denominator)
     return loss, np.moveaxis(grad, -1, axis)
+
+
+# =======================================================================================
+# Part 7 options (spec/options_spec.md): temperature=, where= on the softmax family,
+# entropy and kl_divergence; reduction="batchmean"; binary_cross_entropy's sample_weight=.
+#
+# temperature T: the function of x / T (gradients with respect to the raw logits carry
+# 1/T). where: a bool mask broadcast to the input's shape; left-out elements count as
+# -inf logits; a row with nothing included follows JAX: softmax 0, log_softmax -inf,
+# logsumexp -inf, entropy 0, KL 0, gradients 0.
+# =======================================================================================
+
+__all__ += [
+    "softmax_options", "log_softmax_options", "logsumexp_options", "entropy_options",
+    "kl_divergence_options", "binary_cross_entropy_sample_weight",
+]
+
+
+def _options_logits(x, axis, temperature, where):
+    """(x / T with left-out elements -inf, the broadcast mask or None, the axis, and
+    the rows with nothing included (keepdims))."""
+    z = _as_float64(x)
+    axis = _normalize_axis(axis, z.ndim)
+    z = z / float(temperature)
+    if where is None:
+        return z, None, axis, np.zeros_like(z[(slice(None),) * axis + (slice(0, 1),)],
+                                            dtype=bool)
+    w = np.broadcast_to(np.asarray(where, dtype=bool), z.shape)
+    empty = ~np.any(w, axis=axis, keepdims=True)
+    return np.where(w, z, -np.inf), w, axis, empty
+
+
+def softmax_options(x, axis=-1, temperature=1.0, where=None):
+    """softmax(where(w, x / T, -inf)); left-out elements 0 (also in rows that are NaN),
+    0 for rows with nothing included (JAX's where=)."""
+    z, w, axis, empty = _options_logits(x, axis, temperature, where)
+    r = np.where(empty, 0.0, softmax(z, axis))
+    return r if w is None else np.where(w, r, 0.0)
+
+
+def log_softmax_options(x, axis=-1, temperature=1.0, where=None):
+    """log_softmax(where(w, x / T, -inf)); left-out elements -inf (also in rows that are
+    NaN), -inf for rows with nothing included (JAX's where=)."""
+    z, w, axis, empty = _options_logits(x, axis, temperature, where)
+    r = np.where(empty, -np.inf, log_softmax(z, axis))
+    return r if w is None else np.where(w, r, -np.inf)
+
+
+def logsumexp_options(x, axis=-1, temperature=1.0, where=None):
+    """logsumexp(where(w, x / T, -inf)) (not T times it); -inf with nothing included."""
+    z, _, axis, _ = _options_logits(x, axis, temperature, where)
+    return logsumexp(z, axis)
+
+
+def entropy_options(logits, axis=-1, temperature=1.0, where=None):
+    """Entropy of softmax(x / T) over the included classes; 0 with nothing included."""
+    z, _, axis, empty = _options_logits(logits, axis, temperature, where)
+    h = entropy(z, axis)
+    return np.where(np.squeeze(empty, axis), 0.0, h)
+
+
+def kl_divergence_options(p_logits, q_logits, axis=-1, temperature=1.0, where=None,
+                          reduction="none", return_grad=False):
+    """KL(softmax(p / T) || softmax(q / T)) over the included classes (no T^2 factor);
+    0 with nothing included. "batchmean": the sum over rows / the number of rows.
+    grad (d / d raw q_logits) = (softmax(q / T) - softmax(p / T)) / T, 0 where left out."""
+    zp, w, axis, empty = _options_logits(p_logits, axis, temperature, where)
+    zq, _, _, _ = _options_logits(q_logits, axis, temperature, where)
+    p = softmax(zp, axis)
+    q = softmax(zq, axis)
+    with np.errstate(all="ignore"):
+        terms = np.where(p == 0, 0.0, p * (log_softmax(zp, axis) - log_softmax(zq, axis)))
+    per_row = np.sum(np.moveaxis(terms, axis, -1), axis=-1)
+    per_row = np.where(np.squeeze(empty, axis), 0.0, per_row)
+    rows = per_row.size
+    red = "mean" if reduction == "batchmean" else reduction
+    kl = _reduce(per_row, red, rows)
+    if not return_grad:
+        return kl
+    grad = np.where(empty, 0.0, (q - p) / float(temperature))
+    return kl, grad * _grad_scale(red, rows)
+
+
+def binary_cross_entropy_sample_weight(logits, target, sample_weight, weight=None,
+                                       pos_weight=None, reduction="mean", return_grad=False):
+    """BCE with one weight per index of the first axis, broadcast over the rest: each
+    element's loss and gradient times s; "mean" = sum(s * w * l) / sum of s over all
+    elements."""
+    z = _as_float64(logits)
+    s = np.asarray(sample_weight, dtype=np.float64)
+    s = np.broadcast_to(s.reshape(s.shape + (1,) * (z.ndim - max(s.ndim, 1)))
+                        if s.ndim else s, z.shape)
+    per_element, grad = binary_cross_entropy(logits, target, weight, pos_weight, "none",
+                                             return_grad=True)
+    with np.errstate(all="ignore"):
+        per_element = np.where(s == 0, 0.0, s * per_element)
+        grad = s * grad
+    denominator = float(np.sum(s))
+    if reduction == "none":
+        loss = per_element
+    elif reduction == "sum":
+        loss = _exact_sum(per_element)
+    else:
+        loss = _exact_sum(per_element) / denominator if denominator else np.nan
+    if not return_grad:
+        return loss
+    scale = 1.0 / denominator if reduction == "mean" and denominator else 1.0
+    return loss, grad * scale

@@ -16,7 +16,8 @@
 
 namespace logitkit {
 
-// 6: cross_entropy with options has logits, loss, gradient, target, mask, sample weights.
+// 6: cross_entropy with options has logits, loss, gradient, target, mask and sample
+// weights; KL divergence with a gradient and a where= mask has 5.
 constexpr int kMaxOperands = 6;
 
 // Whether rows of n classes should go to the column kernels, vectorized across rows,

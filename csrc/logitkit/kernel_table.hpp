@@ -42,6 +42,20 @@ struct ComputeType<BFloat16> {
 template <class S>
 using compute_t = typename ComputeType<S>::type;
 
+// Options of the softmax-family row kernels (temperature=, where=): the argument of exp,
+// x - max, times `scale` (1/temperature) when `scaled`; a mask of n bytes per row
+// (contiguous along the axis, rows mask_row_stride bytes apart, 0 for one shared row),
+// 0 = left out, or null; `stream`: streaming stores (softmax, log_softmax).
+template <class S>
+struct RowOptions {
+  using T = compute_t<S>;
+  bool scaled;
+  T scale;
+  const std::uint8_t* mask;
+  idx mask_row_stride;
+  bool stream;
+};
+
 template <class S>
 struct SoftmaxKernels {
   using T = compute_t<S>;  // scalars are in the compute type
@@ -76,6 +90,14 @@ struct SoftmaxKernels {
   // (`stream`: with streaming stores, for float and double; see the *_stream kernels).
   void (*softmax_piece)(const S* x, S* out, idx n, T shift, T scale, bool stream);
   void (*log_softmax_piece)(const S* x, S* out, idx n, T shift, T log_sum, bool stream);
+  // The row kernels with options (RowOptions; the drivers route every option call to
+  // these, gathering rows that are not contiguous along the axis).
+  void (*softmax_rows_opt)(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
+                           idx n, const RowOptions<S>& options);
+  void (*log_softmax_rows_opt)(const S* x, idx x_row_stride, S* out, idx out_row_stride,
+                               idx rows, idx n, const RowOptions<S>& options);
+  void (*logsumexp_rows_opt)(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows,
+                             idx n, const RowOptions<S>& options);
   // The vector exps themselves, elementwise over contiguous arrays (for accuracy tests):
   // full range, and the faster one for arguments <= 0 that the kernels use.
   void (*exp)(const S* x, S* out, idx n);
@@ -164,6 +186,13 @@ struct KlRows {
   S* grad;  // or null
   idx grad_row_stride;
   T grad_scale;
+  // Options (temperature=, where=; zero-initialized: none): both logits times `scale`
+  // (1/T) when `scaled`; a mask of n bytes per row (contiguous along the axis, rows
+  // mask_row_stride apart), 0 = class left out of both distributions, or null.
+  bool scaled;
+  T scale;
+  const std::uint8_t* mask;
+  idx mask_row_stride;
 };
 
 // Binary cross-entropy from logits over `rows` x `n` contiguous elements.
@@ -180,6 +209,13 @@ struct BceRows {
   S* loss;  // per-element loss, or null
   S* grad;  // or null
   T grad_scale;
+  // sample_weight= (or null): one weight per run of sample_len elements of the flat
+  // array (a sample: an index of the first axis), indexed from the flat index of this
+  // call's first element, `offset`; the loss and gradient of each element times its
+  // sample's weight.
+  const T* sample_weight;
+  idx sample_len;
+  idx offset;
 };
 
 // Outputs of at least this many bytes are written with streaming stores (the *_stream
@@ -197,6 +233,9 @@ struct LossKernels {
   void (*cross_entropy_rows)(const CrossEntropyRows<S>& args);
   void (*cross_entropy_cols)(const CrossEntropyCols<S>& args);
   void (*entropy_rows)(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n);
+  // entropy with options (RowOptions: temperature's scale, where='s mask; no streaming).
+  void (*entropy_rows_opt)(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows,
+                           idx n, const RowOptions<S>& options);
   void (*kl_divergence_rows)(const KlRows<S>& args);
   void (*softmax_backward_rows)(const S* g, idx g_row_stride, const S* p, idx p_row_stride,
                                 S* out, idx out_row_stride, idx rows, idx n);

@@ -66,14 +66,15 @@ constexpr SoftmaxKernels<S> softmax_kernels() {
       &softmax_rows<S>,  &log_softmax_rows<S>, &logsumexp_rows<S>, &softmax_rows_stream<S>,
       &log_softmax_rows_stream<S>, &softmax_cols<S>,
       &log_softmax_cols<S>, &logsumexp_cols<S>, &logsumexp_piece<S>, &softmax_piece<S>,
-      &log_softmax_piece<S>, &exp_array<S>, &exp_nonpositive_array<S>,
+      &log_softmax_piece<S>, &softmax_rows_opt<S>, &log_softmax_rows_opt<S>,
+      &logsumexp_rows_opt<S>, &exp_array<S>, &exp_nonpositive_array<S>,
   };
 }
 
 template <class S>
 constexpr LossKernels<S> loss_kernels() {
   return LossKernels<S>{
-      &cross_entropy_rows<S>,    &cross_entropy_cols<S>,   &entropy_rows<S>, &kl_divergence_rows<S>,
+      &cross_entropy_rows<S>,    &cross_entropy_cols<S>,   &entropy_rows<S>, &entropy_rows_opt<S>, &kl_divergence_rows<S>,
       &softmax_backward_rows<S>, &log_softmax_backward_rows<S>, &sigmoid_array<S>,
       &log_sigmoid_array<S>,     &bce_rows<S>,              &cross_entropy_rows_options<S>,
   };

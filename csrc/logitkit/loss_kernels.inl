@@ -847,11 +847,16 @@ LK_ALWAYS_INLINE void lk_max_into(T* __restrict acc, const S* __restrict x) {
 // near s - 1 (for one logit 20 above 142 others, H = 4.7e-7: with the 1 in the float lane
 // sums, s - 1 lost its low bits and H was 5% off on avx512; as a bfloat16 result, 14
 // units). `lane` is the maximum's lane (LkMax); *next_max receives the next row's.
-template <bool kNext, class S, class T = compute_t<S>>
+//
+// With options (Opt, softmax_kernels.inl's LkOpt): u = (z - shift) * scale, left-out
+// classes load as -inf (e = 0, no term).
+template <bool kNext, class S, class T = compute_t<S>, class Opt = LkPlain<T>>
 LK_ALWAYS_INLINE void lk_entropy_row(const S* __restrict z, idx n, T shift, idx lane,
                                      const S* __restrict next, LkMax<T>* next_max,
-                                     double* s_minus_one_out, double* d_out) {
+                                     double* s_minus_one_out, double* d_out,
+                                     const Opt& o = Opt()) {
   constexpr idx L = lk_lanes<T>();
+  constexpr bool kMask = Opt::masked;
   T saved[LkSum<T, true, S>::kSumBlock * L];
   LkSum<T, true, S> s(lane);
   LkSum<T> d;
@@ -860,24 +865,33 @@ LK_ALWAYS_INLINE void lk_entropy_row(const S* __restrict z, idx n, T shift, idx 
   idx i = 0;
   for (; i + L <= n; i += L) {
     T zv[L];
-    lk_load_vector(zv, z + i);
+    lk_load_opt<kMask>(zv, z + i, lk_mask_at<kMask>(o.m, i));
 #pragma omp simd
     for (idx j = 0; j < L; ++j) {
-      const T u = zv[j] - shift;
+      const T u = o.u(zv[j] - shift);
       const T v = lk_exp_nonpositive(u);
       e[j] = v;
       t[j] = v == T(0) ? T(0) : v * u;  // -inf logits contribute 0 (not 0 * -inf)
     }
     s.add(e, saved, z, n, shift, i);
     d.add(t);
-    if (kNext) lk_max_into(macc, next + i);
+    if (kNext) {
+      if constexpr (kMask) {
+        T nv[L];
+        lk_load_opt<kMask>(nv, next + i, o.next_m + i);
+#pragma omp simd
+        for (idx j = 0; j < L; ++j) macc[j] = nv[j] > macc[j] ? nv[j] : macc[j];
+      } else {
+        lk_max_into(macc, next + i);
+      }
+    }
   }
   if (i < n) {
     T block[L];
-    lk_load_padded(block, z + i, n - i);
+    lk_load_padded_opt<kMask>(block, z + i, lk_mask_at<kMask>(o.m, i), n - i);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) {
-      const T u = block[j] - shift;
+      const T u = o.u(block[j] - shift);
       const T v = lk_exp_nonpositive(u);
       e[j] = v;
       t[j] = v == T(0) ? T(0) : v * u;
@@ -885,7 +899,7 @@ LK_ALWAYS_INLINE void lk_entropy_row(const S* __restrict z, idx n, T shift, idx 
     s.add(e, saved, z, n, shift, i);
     d.add(t);
     if (kNext) {
-      lk_load_padded(block, next + i, n - i);
+      lk_load_padded_opt<kMask>(block, next + i, lk_mask_at<kMask>(o.next_m, i), n - i);
       lk_max_into(macc, block);
     }
   }
@@ -894,22 +908,46 @@ LK_ALWAYS_INLINE void lk_entropy_row(const S* __restrict z, idx n, T shift, idx 
   *d_out = d.total_sum();
 }
 
-template <class S>
-void entropy_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n) {
+// With options: the entropy of softmax(z * scale) over the included classes; a row with
+// none included has entropy 0 (an empty sum).
+template <class S, class Opt = LkPlain<compute_t<S>>>
+void entropy_rows_for(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n,
+                      const Opt& base = Opt(), idx mask_row_stride = 0) {
   using T = compute_t<S>;
   if (rows <= 0) return;
-  LkMax<T> m = lk_row_max_lane(x, n);
+  LkMax<T> m = lk_row_max_lane<Opt::masked>(x, n, base.m);
   for (idx r = 0; r < rows; ++r) {
     const S* z = x + r * x_row_stride;
+    Opt o = base;
+    if constexpr (Opt::masked) {
+      o.m = base.m + r * mask_row_stride;
+      o.next_m = r + 1 < rows ? o.m + mask_row_stride : o.m;
+    }
     const T shift = lk_shift_for(m.value);
+    const bool empty = lk_fully_masked(o, m.value, n);
     double s_minus_one = 0, d = 0;
     if (r + 1 < rows)
-      lk_entropy_row<true>(z, n, shift, m.lane, z + x_row_stride, &m, &s_minus_one, &d);
+      lk_entropy_row<true>(z, n, shift, m.lane, z + x_row_stride, &m, &s_minus_one, &d, o);
     else
-      lk_entropy_row<false>(z, n, shift, m.lane, z, &m, &s_minus_one, &d);
+      lk_entropy_row<false>(z, n, shift, m.lane, z, &m, &s_minus_one, &d, o);
     out[r * out_stride] =
-        lk_st<S>(static_cast<T>(lk_log1p(s_minus_one) - d / (1.0 + s_minus_one)));
+        empty ? lk_st<S>(T(0))
+              : lk_st<S>(static_cast<T>(lk_log1p(s_minus_one) - d / (1.0 + s_minus_one)));
   }
+}
+
+template <class S>
+void entropy_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n) {
+  entropy_rows_for<S>(x, x_row_stride, out, out_stride, rows, n);
+}
+
+template <class S>
+void entropy_rows_opt(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n,
+                      const RowOptions<S>& a) {
+  lk_with_opt(a, [&](const auto& o) {
+    using Opt = std::decay_t<decltype(o)>;
+    entropy_rows_for<S, Opt>(x, x_row_stride, out, out_stride, rows, n, o, a.mask_row_stride);
+  });
 }
 
 // KL(P || Q) per row from logits p and q: sum_c p_c (log p_c - log q_c)
@@ -961,13 +999,16 @@ LK_ALWAYS_INLINE bool lk_kl_excluded(T up, T zq) {
   return zq == lk_neg_inf<T>() && up > T(-745.2);
 }
 
-template <bool kNext, bool kGrad, class S, class T = compute_t<S>>
+// With options (LkOpt): up, uq scaled after the shift; left-out classes load as -inf in
+// both rows (p_c = 0: no term, and not a class that Q rules out: up = -inf).
+template <bool kNext, bool kGrad, class S, class T = compute_t<S>, class Opt = LkPlain<T>>
 LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restrict zq, idx n,
                                       T shift_p, T shift_q, T* __restrict ep_out,
                                       T* __restrict eq_out, const S* __restrict next_p,
                                       const S* __restrict next_q, T* next_max_p,
-                                      T* next_max_q) {
+                                      T* next_max_q, const Opt& o = Opt()) {
   constexpr idx L = lk_lanes<T>();
+  constexpr bool kMask = Opt::masked;
   LkSum<T> sp, sq, acc;
   T ep[L], eq[L], term[L], mp[L], mq[L], out_max[L];
   for (idx j = 0; j < L; ++j) mp[j] = lk_neg_inf<T>();
@@ -976,13 +1017,13 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
   idx i = 0;
   for (; i + L <= n; i += L) {
     T pv[L], qv[L];
-    lk_load_vector(pv, zp + i);
-    lk_load_vector(qv, zq + i);
+    lk_load_opt<kMask>(pv, zp + i, lk_mask_at<kMask>(o.m, i));
+    lk_load_opt<kMask>(qv, zq + i, lk_mask_at<kMask>(o.m, i));
 #pragma omp simd
     for (idx j = 0; j < L; ++j) {
       const T xq = qv[j];
-      const T up = pv[j] - shift_p;
-      const T uq = xq - shift_q;
+      const T up = o.u(pv[j] - shift_p);
+      const T uq = o.u(xq - shift_q);
       const T vp = lk_exp_shifted<S>(up);
       const T vq = lk_exp_shifted<S>(uq);
       ep[j] = vp;
@@ -1007,19 +1048,27 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
       }
     }
     if (kNext) {
-      lk_max_into(mp, next_p + i);
-      lk_max_into(mq, next_q + i);
+      if constexpr (kMask) {
+        T nv[L];
+        lk_load_opt<kMask>(nv, next_p + i, o.next_m + i);
+        lk_max_into(mp, nv);
+        lk_load_opt<kMask>(nv, next_q + i, o.next_m + i);
+        lk_max_into(mq, nv);
+      } else {
+        lk_max_into(mp, next_p + i);
+        lk_max_into(mq, next_q + i);
+      }
     }
   }
   if (i < n) {
     T bp[L], bq[L];
-    lk_load_padded(bp, zp + i, n - i);
-    lk_load_padded(bq, zq + i, n - i);
+    lk_load_padded_opt<kMask>(bp, zp + i, lk_mask_at<kMask>(o.m, i), n - i);
+    lk_load_padded_opt<kMask>(bq, zq + i, lk_mask_at<kMask>(o.m, i), n - i);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) {
       const T xq = bq[j];
-      const T up = bp[j] - shift_p;
-      const T uq = xq - shift_q;
+      const T up = o.u(bp[j] - shift_p);
+      const T uq = o.u(xq - shift_q);
       const T vp = lk_exp_shifted<S>(up);
       const T vq = lk_exp_shifted<S>(uq);
       ep[j] = vp;
@@ -1043,9 +1092,9 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
       }
     }
     if (kNext) {
-      lk_load_padded(bp, next_p + i, n - i);
+      lk_load_padded_opt<kMask>(bp, next_p + i, lk_mask_at<kMask>(o.next_m, i), n - i);
       lk_max_into(mp, bp);
-      lk_load_padded(bq, next_q + i, n - i);
+      lk_load_padded_opt<kMask>(bq, next_q + i, lk_mask_at<kMask>(o.next_m, i), n - i);
       lk_max_into(mq, bq);
     }
   }
@@ -1060,17 +1109,20 @@ LK_ALWAYS_INLINE LkKlRow<T> lk_kl_row(const S* __restrict zp, const S* __restric
 // sum_c p_c (up_c - uq_c) of one row in double, the differences exact and each term
 // weighted by p_c = ep_c / sp rather than ep_c: for rows whose log ratios are too large for
 // the pass's sums (see kl_divergence_rows).
-template <class S>
+// (With options: the differences scaled, left-out classes skipped.)
+template <class S, class Opt = LkPlain<compute_t<S>>>
 double lk_kl_weighted_double(const S* zp, const S* zq, idx n, double shift_p, double shift_q,
-                             double sp) {
+                             double sp, const Opt& o = Opt()) {
   const double inv_sp = 1.0 / sp;
+  const double scale = Opt::scaled ? double(o.scale) : 1.0;
   double acc = 0;
 #pragma omp simd reduction(+ : acc)
   for (idx c = 0; c < n; ++c) {
-    const double xq = double(lk_ld(zq[c]));
-    const double up = double(lk_ld(zp[c])) - shift_p;
+    const bool in = !Opt::masked || lk_mask_at<Opt::masked>(o.m, c)[0] != 0;
+    const double xq = in ? double(lk_ld(zq[c])) : lk_neg_inf<double>();
+    const double up = in ? (double(lk_ld(zp[c])) - shift_p) * scale : lk_neg_inf<double>();
     const double ep = double(lk_exp_nonpositive(static_cast<compute_t<S>>(up)));
-    const double term = lk_kl_term(ep * inv_sp, up, xq - shift_q);
+    const double term = lk_kl_term(ep * inv_sp, up, (xq - shift_q) * scale);
     acc += lk_kl_excluded(up, xq) ? -lk_neg_inf<double>() : term;
   }
   return acc;
@@ -1078,9 +1130,13 @@ double lk_kl_weighted_double(const S* zp, const S* zq, idx n, double shift_p, do
 
 constexpr idx lk_kl_store_bytes = 12288;
 
-template <class S>
-void kl_divergence_rows(const KlRows<S>& a) {
+// With options (KlRows' scale and mask; LkOpt): the divergence of softmax(p * scale) from
+// softmax(q * scale) over the included classes (grad_scale carries the 1/T of the raw
+// logits' gradient); a row with no class included has divergence 0 and gradient 0.
+template <class S, class Opt = LkPlain<compute_t<S>>>
+void kl_rows_for(const KlRows<S>& a, const Opt& base = Opt()) {
   using T = compute_t<S>;
+  constexpr bool kMask = Opt::masked;
   const idx n = a.n;
   if (a.rows <= 0) return;
   // The row's exponentials, for its gradient (ep, then eq), where they fit in L1 next to
@@ -1089,11 +1145,17 @@ void kl_divergence_rows(const KlRows<S>& a) {
   LkScratch<T> scratch(store ? 2 * n : 0);
   T* ep = scratch.data;
   T* eq = store ? scratch.data + n : nullptr;
-  T mp = lk_row_max(a.p_logits, n);
-  T mq = lk_row_max(a.q_logits, n);
+  T mp = lk_row_max<kMask>(a.p_logits, n, base.m);
+  T mq = lk_row_max<kMask>(a.q_logits, n, base.m);
   for (idx r = 0; r < a.rows; ++r) {
     const S* zp = a.p_logits + r * a.p_row_stride;
     const S* zq = a.q_logits + r * a.q_row_stride;
+    Opt o = base;
+    if constexpr (kMask) {
+      o.m = base.m + r * a.mask_row_stride;
+      o.next_m = r + 1 < a.rows ? o.m + a.mask_row_stride : o.m;
+    }
+    const bool empty = lk_fully_masked(o, mp, n);
     const T shift_p = lk_shift_for(mp);
     const T shift_q = lk_shift_for(mq);
     const bool next = r + 1 < a.rows;
@@ -1101,18 +1163,26 @@ void kl_divergence_rows(const KlRows<S>& a) {
     const S* nq = next ? zq + a.q_row_stride : zq;
     LkKlRow<T> k;
     if (store)
-      k = next ? lk_kl_row<true, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq)
-               : lk_kl_row<false, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq);
+      k = next ? lk_kl_row<true, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq, o)
+               : lk_kl_row<false, true>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq, o);
     else
-      k = next ? lk_kl_row<true, false>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq)
-               : lk_kl_row<false, false>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq);
+      k = next ? lk_kl_row<true, false>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq, o)
+               : lk_kl_row<false, false>(zp, zq, n, shift_p, shift_q, ep, eq, np, nq, &mp, &mq, o);
+    if (kMask && LK_UNLIKELY(empty)) {
+      a.out[r * a.out_stride] = 0;
+      if (a.grad) {
+        S* g = a.grad + r * a.grad_row_stride;
+        for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(T(0));
+      }
+      continue;
+    }
     // acc / sp: the mean log ratio under P.
     double mean_ratio = k.acc / k.sp;
     if (!(k.acc - k.acc == 0.0)) {
       // Log ratios that the pass's sums did not hold (or NaN): again in double, weighted
       // by p. (The inputs are intact: the gradient, which may be written over one of them,
       // is written below.)
-      mean_ratio = lk_kl_weighted_double(zp, zq, n, double(shift_p), double(shift_q), k.sp);
+      mean_ratio = lk_kl_weighted_double(zp, zq, n, double(shift_p), double(shift_q), k.sp, o);
     }
     if (k.excluded) mean_ratio -= lk_neg_inf<double>();
     // Scaled (to the logarithm's base) in double: a float32 divergence in nats may exceed
@@ -1126,13 +1196,34 @@ void kl_divergence_rows(const KlRows<S>& a) {
         const T* e_p = ep;
         lk_write_row(g, eq, static_cast<const S*>(nullptr), n,
                      [=](T e_q, T, idx c) { return e_q * inv_q - e_p[c] * inv_p; });
+      } else if constexpr (kMask) {
+        const std::uint8_t* mr = o.m;
+        lk_map_rows2(zq, zp, g, n, [=](T xq, T xp, idx c) {
+          const T v = lk_exp_shifted<S>(o.u(xq - shift_q)) * inv_q -
+                      lk_exp_shifted<S>(o.u(xp - shift_p)) * inv_p;
+          return mr[c] != 0 ? v : T(0);
+        });
       } else {
         lk_map_rows2(zq, zp, g, n, [=](T xq, T xp, idx) {
-          return lk_exp_shifted<S>(xq - shift_q) * inv_q -
-                 lk_exp_shifted<S>(xp - shift_p) * inv_p;
+          return lk_exp_shifted<S>(o.u(xq - shift_q)) * inv_q -
+                 lk_exp_shifted<S>(o.u(xp - shift_p)) * inv_p;
         });
       }
     }
+  }
+}
+
+template <class S>
+void kl_divergence_rows(const KlRows<S>& a) {
+  using T = compute_t<S>;
+  if (a.mask && a.scaled) {
+    kl_rows_for<S>(a, LkOpt<T, true, true>{a.scale, a.mask, nullptr});
+  } else if (a.mask) {
+    kl_rows_for<S>(a, LkOpt<T, false, true>{a.scale, a.mask, nullptr});
+  } else if (a.scaled) {
+    kl_rows_for<S>(a, LkOpt<T, true, false>{a.scale, nullptr, nullptr});
+  } else {
+    kl_rows_for<S>(a);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dispatch.hpp"
+#include "option_rows.hpp"
 #include "parallel.hpp"
 #include "row_driver.hpp"
 #include "storage.hpp"
@@ -432,7 +433,7 @@ LossResult nll_loss_typed(const StridedArray& log_probs, const CrossEntropyArgs&
 
 template <class S>
 void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis,
-                   int workers) {
+                   int workers, const SoftmaxOptions& o) {
   check_axis(logits, axis);
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (logits.shape[axis] == 0) {
@@ -440,6 +441,23 @@ void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis
                        [&](const auto& off) {
                          static_cast<S*>(out.data)[off[1]] = storage_from_double<S>(0.0);
                        });
+    return;
+  }
+  if (o.scaled || o.where) {
+    // Options: the row kernel with options; rows not contiguous along the axis (and a
+    // mask broadcast along it) gathered one at a time.
+    using T = compute_t<S>;
+    RowOperands ops = {{&logits, true, sizeof(S), false}, {&out, false, sizeof(S), true}};
+    if (o.where) ops.push_back({o.where, true, 1, false});
+    run_rows_mixed(ops, axis, workers, [&](const RowBatch& b) {
+      RowOptions<S> ro{o.scaled, static_cast<T>(o.scale), nullptr, 0, false};
+      if (o.where) {
+        ro.mask = b.at<const std::uint8_t>(2);
+        ro.mask_row_stride = b.row_stride[2];
+      }
+      k.entropy_rows_opt(b.at<const S>(0), b.row_stride[0], b.at<S>(1), b.row_stride[1],
+                         b.rows, b.n, ro);
+    });
     return;
   }
   run_rows<S>({{&logits, true, sizeof(S), false}, {&out, false, sizeof(S), true}}, axis,
@@ -452,7 +470,7 @@ void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis
 template <class S>
 void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& out,
               double out_scale, const StridedArray* grad, double grad_scale, int axis,
-              int workers) {
+              int workers, const SoftmaxOptions& o) {
   using T = compute_t<S>;
   check_axis(p, axis);
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
@@ -465,7 +483,10 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
                      {&q, true, sizeof(S), false},
                      {&out, false, sizeof(double), true}};
   if (grad) ops.push_back({grad, true, sizeof(S), true});
-  run_rows<S>(ops, axis, workers, [&](const RowBatch& b) {
+  const bool options = o.scaled || o.where;
+  const int mask_operand = static_cast<int>(ops.size());
+  if (o.where) ops.push_back({o.where, true, 1, false});
+  auto kernel = [&](const RowBatch& b) {
     KlRows<S> a{};
     a.p_logits = b.at<const S>(0);
     a.p_row_stride = b.row_stride[0];
@@ -481,8 +502,19 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
       a.grad_row_stride = b.row_stride[3];
     }
     a.grad_scale = static_cast<T>(grad_scale);
+    a.scaled = o.scaled;
+    a.scale = static_cast<T>(o.scale);
+    if (o.where) {
+      a.mask = b.at<const std::uint8_t>(mask_operand);
+      a.mask_row_stride = b.row_stride[mask_operand];
+    }
     k.kl_divergence_rows(a);
-  });
+  };
+  // (With options, run_rows_mixed: it gathers the uint8 mask too.)
+  if (options)
+    run_rows_mixed(ops, axis, workers, kernel);
+  else
+    run_rows<S>(ops, axis, workers, kernel);
 }
 
 template <class S, bool kLog>
@@ -516,16 +548,18 @@ LossResult nll_loss(DType dtype, const StridedArray& log_probs, const CrossEntro
 }
 
 void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis,
-             int workers) {
-  with_storage_type(dtype,
-                    [&](auto s) { entropy_typed<decltype(s)>(logits, out, axis, workers); });
+             int workers, const SoftmaxOptions& options) {
+  with_storage_type(dtype, [&](auto s) {
+    entropy_typed<decltype(s)>(logits, out, axis, workers, options);
+  });
 }
 
 void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
                    const StridedArray& out, double out_scale, const StridedArray* grad,
-                   double grad_scale, int axis, int workers) {
+                   double grad_scale, int axis, int workers, const SoftmaxOptions& options) {
   with_storage_type(dtype, [&](auto s) {
-    kl_typed<decltype(s)>(p_logits, q_logits, out, out_scale, grad, grad_scale, axis, workers);
+    kl_typed<decltype(s)>(p_logits, q_logits, out, out_scale, grad, grad_scale, axis, workers,
+                          options);
   });
 }
 
@@ -579,8 +613,16 @@ namespace {
 template <class S>
 double bce_typed(const void* logits, const void* target, const void* weight,
                  const void* pos_weight, bool pos_weight_full, idx rows, idx n, void* loss,
-                 void* grad, double grad_scale, int workers) {
+                 void* grad, double grad_scale, int workers, const double* sample_weight,
+                 idx sample_len) {
   using T = compute_t<S>;
+  // Sample weights in the compute type (one per sample: a short vector).
+  std::vector<T> sample_t;
+  if (sample_weight) {
+    const idx samples = sample_len > 0 ? (rows * n + sample_len - 1) / sample_len : 0;
+    sample_t.resize(static_cast<size_t>(samples));
+    for (idx i = 0; i < samples; ++i) sample_t[static_cast<size_t>(i)] = static_cast<T>(sample_weight[i]);
+  }
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   const bool split_rows = n > kTaskElements;
   const idx row_block = split_rows ? 1 : rows_per_task(n);
@@ -606,6 +648,11 @@ double bce_typed(const void* logits, const void* target, const void* weight,
     a.loss = loss ? static_cast<S*>(loss) + offset : nullptr;
     a.grad = grad ? static_cast<S*>(grad) + offset : nullptr;
     a.grad_scale = static_cast<T>(grad_scale);
+    if (sample_weight) {
+      a.sample_weight = sample_t.data();
+      a.sample_len = sample_len;
+      a.offset = offset;
+    }
     sums[static_cast<size_t>(t)] = k.bce_rows(a);
   });
   // Compensated, as within the pieces; an infinite or NaN total says so plainly.
@@ -625,9 +672,19 @@ double binary_cross_entropy(DType dtype, const void* logits, const void* target,
                             const void* weight, const void* pos_weight, bool pos_weight_full,
                             idx rows, idx n, void* loss, void* grad, double grad_scale,
                             int workers) {
+  return binary_cross_entropy(dtype, logits, target, weight, pos_weight, pos_weight_full, rows,
+                              n, loss, grad, grad_scale, workers, nullptr, 1);
+}
+
+double binary_cross_entropy(DType dtype, const void* logits, const void* target,
+                            const void* weight, const void* pos_weight, bool pos_weight_full,
+                            idx rows, idx n, void* loss, void* grad, double grad_scale,
+                            int workers, const double* sample_weight, idx sample_len) {
+  if (sample_weight && sample_len < 1)
+    throw std::invalid_argument("sample_len must be at least 1");
   return with_storage_type(dtype, [&](auto s) {
     return bce_typed<decltype(s)>(logits, target, weight, pos_weight, pos_weight_full, rows, n,
-                                  loss, grad, grad_scale, workers);
+                                  loss, grad, grad_scale, workers, sample_weight, sample_len);
   });
 }
 

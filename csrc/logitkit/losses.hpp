@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "softmax.hpp"
 #include "strided.hpp"
 
 namespace logitkit {
@@ -53,14 +54,18 @@ LossResult cross_entropy(DType dtype, const StridedArray& logits, const CrossEnt
 // nll_loss: -weight[t] * log_probs[t] per row (labels required; probs and smoothing unused).
 LossResult nll_loss(DType dtype, const StridedArray& log_probs, const CrossEntropyArgs& args);
 
+// entropy and kl_divergence take the softmax family's options (softmax.hpp's
+// SoftmaxOptions: temperature's scale, a where= mask of the logits' shape); a default
+// SoftmaxOptions is the plain path.
 void entropy(DType dtype, const StridedArray& logits, const StridedArray& out, int axis,
-             int workers = 1);
+             int workers, const SoftmaxOptions& options = SoftmaxOptions());
 
 // KL(P || Q) * out_scale per row into out (float64 whatever the dtype); with grad (q_logits' shape),
 // d KL / d q_logits * grad_scale.
 void kl_divergence(DType dtype, const StridedArray& p_logits, const StridedArray& q_logits,
                    const StridedArray& out, double out_scale, const StridedArray* grad,
-                   double grad_scale, int axis, int workers = 1);
+                   double grad_scale, int axis, int workers,
+                   const SoftmaxOptions& options = SoftmaxOptions());
 
 void softmax_backward(DType dtype, const StridedArray& grad_output, const StridedArray& probs,
                       const StridedArray& out, int axis, int workers = 1);
@@ -79,5 +84,12 @@ double binary_cross_entropy(DType dtype, const void* logits, const void* target,
                             const void* weight, const void* pos_weight, bool pos_weight_full,
                             idx rows, idx n, void* loss, void* grad, double grad_scale,
                             int workers = 1);
+// With sample weights: `sample_weight` (float64, one per sample; null: none) weights each
+// run of `sample_len` elements of the flat array (sample_len >= 1; the product of the
+// logits' dimensions after the first).
+double binary_cross_entropy(DType dtype, const void* logits, const void* target,
+                            const void* weight, const void* pos_weight, bool pos_weight_full,
+                            idx rows, idx n, void* loss, void* grad, double grad_scale,
+                            int workers, const double* sample_weight, idx sample_len);
 
 }  // namespace logitkit

@@ -5,6 +5,7 @@
 
 #include "axis_plan.hpp"
 #include "dispatch.hpp"
+#include "option_rows.hpp"
 #include "parallel.hpp"
 #include "storage.hpp"
 
@@ -218,6 +219,45 @@ void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis, 
                  });
 }
 
+// softmax, log_softmax or logsumexp with options: every layout on the row kernels with
+// options (run_rows_mixed gathers rows that are not contiguous along the axis, a mask
+// broadcast along it included); long rows whole, on one thread each.
+template <class S>
+void with_options(const StridedArray& x, const StridedArray& out, int axis, RowOutput kind,
+                  int workers, const SoftmaxOptions& o) {
+  using T = compute_t<S>;
+  const SoftmaxKernels<S>& k = kernels_for<S>(active_kernels());
+  const bool reduce = kind == RowOutput::logsumexp;
+  idx out_bytes = static_cast<idx>(sizeof(S));
+  for (const idx len : out.shape) out_bytes *= len;
+  const bool stream = !reduce && out_bytes >= kStreamOutputBytes;
+  if (axis < 0 || axis >= static_cast<int>(x.shape.size()))
+    throw std::invalid_argument("axis out of range");
+  if (!reduce && x.shape[axis] == 0) return;
+  RowOperands ops = {{&x, true, sizeof(S), false}, {&out, !reduce, sizeof(S), true}};
+  if (o.where) ops.push_back({o.where, true, 1, false});
+  run_rows_mixed(ops, axis, workers, [&](const RowBatch& b) {
+    RowOptions<S> ro{o.scaled, static_cast<T>(o.scale), nullptr, 0, stream};
+    if (o.where) {
+      ro.mask = b.at<const std::uint8_t>(2);
+      ro.mask_row_stride = b.row_stride[2];
+    }
+    const S* xp = b.at<const S>(0);
+    S* op = b.at<S>(1);
+    switch (kind) {
+      case RowOutput::softmax:
+        k.softmax_rows_opt(xp, b.row_stride[0], op, b.row_stride[1], b.rows, b.n, ro);
+        break;
+      case RowOutput::log_softmax:
+        k.log_softmax_rows_opt(xp, b.row_stride[0], op, b.row_stride[1], b.rows, b.n, ro);
+        break;
+      case RowOutput::logsumexp:
+        k.logsumexp_rows_opt(xp, b.row_stride[0], op, b.row_stride[1], b.rows, b.n, ro);
+        break;
+    }
+  });
+}
+
 template <class S>
 void exp_typed(const StridedArray& x, const StridedArray& out, bool nonpositive) {
   if (x.shape.size() != 1 || out.shape != x.shape ||
@@ -248,6 +288,30 @@ void logsumexp(DType dtype, const StridedArray& x, const StridedArray& out, int 
                int workers) {
   with_storage_type(dtype,
                     [&](auto s) { reduce_logsumexp<decltype(s)>(x, out, axis, workers); });
+}
+
+void softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis, int workers,
+             const SoftmaxOptions& options) {
+  if (!options.scaled && !options.where) return softmax(dtype, x, out, axis, workers);
+  with_storage_type(dtype, [&](auto s) {
+    with_options<decltype(s)>(x, out, axis, RowOutput::softmax, workers, options);
+  });
+}
+
+void log_softmax(DType dtype, const StridedArray& x, const StridedArray& out, int axis,
+                 int workers, const SoftmaxOptions& options) {
+  if (!options.scaled && !options.where) return log_softmax(dtype, x, out, axis, workers);
+  with_storage_type(dtype, [&](auto s) {
+    with_options<decltype(s)>(x, out, axis, RowOutput::log_softmax, workers, options);
+  });
+}
+
+void logsumexp(DType dtype, const StridedArray& x, const StridedArray& out, int axis,
+               int workers, const SoftmaxOptions& options) {
+  if (!options.scaled && !options.where) return logsumexp(dtype, x, out, axis, workers);
+  with_storage_type(dtype, [&](auto s) {
+    with_options<decltype(s)>(x, out, axis, RowOutput::logsumexp, workers, options);
+  });
 }
 
 void exp(DType dtype, const StridedArray& x, const StridedArray& out, bool nonpositive) {

@@ -57,16 +57,156 @@ constexpr idx lk_lanes() {
 // Elements are stored as S and computed in T = compute_t<S> (half.inl): every read goes
 // through lk_ld, every write through lk_st<S>, and lanes are counted in T.
 template <class S, class T>
-inline void lk_load_padded(T* block, const S* x, idx count) {
+LK_ALWAYS_INLINE void lk_load_padded(T* block, const S* x, idx count) {
   constexpr idx L = lk_lanes<T>();
   for (idx j = 0; j < L; ++j) block[j] = lk_neg_inf<T>();
   for (idx j = 0; j < count; ++j) block[j] = lk_ld(x[j]);
 }
 
+// Options of the row kernels (temperature=, where=; kernel_table.hpp's RowOptions) as a
+// policy: the plain instance LkPlain compiles to the kernels' code without options, so the
+// default path is unchanged. kScale: the exponent's argument x - shift is multiplied by
+// `scale` (1/T) after the subtraction, so the shift stays the row's raw maximum and the
+// maximum's term is still exactly exp(0) = 1 (split mode needs that); log_softmax is
+// (x - shift) * scale - log s and logsumexp shift * scale + log s. kMask: elements whose
+// mask byte is 0 are loaded as -inf (they drop out of the max and the sums and get
+// p = 0, logp = -inf), read next to the input, no branch. `m` / `next_m`: the masks of this
+// row and of the next (n bytes each, contiguous).
+template <class T, bool kScale, bool kMask>
+struct LkOpt {
+  static constexpr bool scaled = kScale;
+  static constexpr bool masked = kMask;
+  T scale = T(1);
+  const std::uint8_t* m = nullptr;
+  const std::uint8_t* next_m = nullptr;
+  LK_ALWAYS_INLINE T u(T d) const {
+    if constexpr (kScale) {
+      return d * scale;
+    } else {
+      return d;
+    }
+  }
+};
+template <class T>
+using LkPlain = LkOpt<T, false, false>;
+
+// m + i without forming an offset from a null pointer when there is no mask.
+template <bool kMask>
+LK_ALWAYS_INLINE const std::uint8_t* lk_mask_at(const std::uint8_t* m, idx i) {
+  if constexpr (kMask) {
+    return m + i;
+  } else {
+    return nullptr;
+  }
+}
+
+// v[j] = m[j] != 0 ? v[j] : -inf for one vector. GCC does not vectorize the plain loop
+// (bytes against float lanes: it stayed scalar, softmax with where= 4x slower), so the x86
+// targets widen the mask bytes and blend with intrinsics; the loop is the fallback.
+template <class T>
+LK_ALWAYS_INLINE void lk_mask_select(T* __restrict v, const std::uint8_t* __restrict m) {
+  constexpr idx L = lk_lanes<T>();
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  if constexpr (L == 16 && sizeof(T) == 4) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m));
+    const __mmask16 k = _mm_test_epi8_mask(b, b);
+    _mm512_storeu_ps(v, _mm512_mask_mov_ps(_mm512_set1_ps(lk_neg_inf<float>()), k,
+                                           _mm512_loadu_ps(v)));
+    return;
+  }
+  if constexpr (L == 8 && sizeof(T) == 8) {
+    const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
+    const __mmask8 k = static_cast<__mmask8>(_mm_test_epi8_mask(b, b));
+    _mm512_storeu_pd(v, _mm512_mask_mov_pd(_mm512_set1_pd(lk_neg_inf<double>()), k,
+                                           _mm512_loadu_pd(v)));
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (L == 8 && sizeof(T) == 4) {
+    const __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
+    const __m256 off = _mm256_castsi256_ps(_mm256_cmpeq_epi32(w, _mm256_setzero_si256()));
+    _mm256_storeu_ps(v, _mm256_blendv_ps(_mm256_loadu_ps(v),
+                                         _mm256_set1_ps(lk_neg_inf<float>()), off));
+    return;
+  }
+  if constexpr (L == 4 && sizeof(T) == 8) {
+    std::int32_t word;
+    LOGITKIT_MEMCPY(&word, m, 4);
+    const __m256i w = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(word));
+    const __m256d off = _mm256_castsi256_pd(_mm256_cmpeq_epi64(w, _mm256_setzero_si256()));
+    _mm256_storeu_pd(v, _mm256_blendv_pd(_mm256_loadu_pd(v),
+                                         _mm256_set1_pd(lk_neg_inf<double>()), off));
+    return;
+  }
+#endif
+#if defined(__SSE2__) && !defined(__AVX__)
+  if constexpr (L == 4 && sizeof(T) == 4) {
+    std::int32_t word;
+    LOGITKIT_MEMCPY(&word, m, 4);
+    const __m128i z = _mm_setzero_si128();
+    const __m128i w = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(word), z), z);
+    const __m128 off = _mm_castsi128_ps(_mm_cmpeq_epi32(w, z));
+    const __m128 x = _mm_loadu_ps(v);
+    _mm_storeu_ps(v, _mm_or_ps(_mm_andnot_ps(off, x),
+                               _mm_and_ps(off, _mm_set1_ps(lk_neg_inf<float>()))));
+    return;
+  }
+#endif
+  for (idx j = 0; j < L; ++j) v[j] = m[j] != 0 ? v[j] : lk_neg_inf<T>();
+}
+
+// One vector of x (lk_load_vector), masked elements -inf. float and double rows on the
+// AVX-512 targets load and select in registers (a masked move), without the round trip
+// through v of lk_load_vector then lk_mask_select, which measured 1.7x the plain
+// softmax there.
+template <bool kMask, class S, class T>
+LK_ALWAYS_INLINE void lk_load_opt(T* __restrict v, const S* __restrict x,
+                                  const std::uint8_t* __restrict m) {
+  if constexpr (kMask) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    constexpr idx L = lk_lanes<T>();
+    if constexpr (std::is_same<S, float>::value && L == 16) {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m));
+      _mm512_storeu_ps(v, _mm512_mask_loadu_ps(_mm512_set1_ps(lk_neg_inf<float>()),
+                                               _mm_test_epi8_mask(b, b), x));
+      return;
+    }
+    if constexpr (std::is_same<S, double>::value && L == 8) {
+      const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
+      _mm512_storeu_pd(v, _mm512_mask_loadu_pd(_mm512_set1_pd(lk_neg_inf<double>()),
+                                               static_cast<__mmask8>(_mm_test_epi8_mask(b, b)),
+                                               x));
+      return;
+    }
+#endif
+    lk_load_vector(v, x);
+    lk_mask_select(v, m);
+  } else {
+    lk_load_vector(v, x);
+  }
+}
+
+template <bool kMask, class S, class T>
+LK_ALWAYS_INLINE void lk_load_padded_opt(T* block, const S* x, const std::uint8_t* m,
+                                         idx count) {
+  lk_load_padded(block, x, count);
+  if constexpr (kMask) {
+    for (idx j = 0; j < count; ++j) block[j] = m[j] != 0 ? block[j] : lk_neg_inf<T>();
+  }
+}
+
+// Whether a mask row has an included element (rare path: rows whose maximum is -inf).
+inline bool lk_mask_any(const std::uint8_t* m, idx n) {
+  for (idx i = 0; i < n; ++i)
+    if (m[i]) return true;
+  return false;
+}
+
 // Horizontal reductions of a lane array (one vector): as simd reductions, the compiler
 // emits its shuffle tree and keeps the array in a register.
 template <class T>
-inline T lk_reduce_max(const T* acc) {
+LK_ALWAYS_INLINE T lk_reduce_max(const T* acc) {
   T m = acc[0];
 #pragma omp simd reduction(max : m)
   for (idx j = 0; j < lk_lanes<T>(); ++j) m = acc[j] > m ? acc[j] : m;
@@ -81,21 +221,21 @@ inline T lk_reduce_sum(const T* acc) {
   return s;
 }
 
-template <class S, class T = compute_t<S>>
-inline T lk_row_max(const S* __restrict x, idx n) {
+template <bool kMask = false, class S, class T = compute_t<S>>
+inline T lk_row_max(const S* __restrict x, idx n, const std::uint8_t* m = nullptr) {
   constexpr idx L = lk_lanes<T>();
   T acc[L];
   for (idx j = 0; j < L; ++j) acc[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
     T xv[L];
-    lk_load_vector(xv, x + i);
+    lk_load_opt<kMask>(xv, x + i, lk_mask_at<kMask>(m, i));
 #pragma omp simd
     for (idx j = 0; j < L; ++j) acc[j] = xv[j] > acc[j] ? xv[j] : acc[j];
   }
   if (i < n) {
     T block[L];
-    lk_load_padded(block, x + i, n - i);
+    lk_load_padded_opt<kMask>(block, x + i, lk_mask_at<kMask>(m, i), n - i);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) acc[j] = block[j] > acc[j] ? block[j] : acc[j];
   }
@@ -114,7 +254,7 @@ struct LkMax {
 // (Variable-index accesses go to a copy: one on the accumulators themselves would keep them
 // in memory, not registers, throughout the loop that fills them.)
 template <class T>
-inline LkMax<T> lk_reduce_max_lane(const T* acc) {
+LK_ALWAYS_INLINE LkMax<T> lk_reduce_max_lane(const T* acc) {
   constexpr idx L = lk_lanes<T>();
   const T m = lk_reduce_max(acc);
   T copy[L];
@@ -131,21 +271,21 @@ inline LkMax<T> lk_reduce_max_lane(const T* acc) {
   return {m, count == 1 ? lane : idx(-1)};
 }
 
-template <class S, class T = compute_t<S>>
-inline LkMax<T> lk_row_max_lane(const S* __restrict x, idx n) {
+template <bool kMask = false, class S, class T = compute_t<S>>
+inline LkMax<T> lk_row_max_lane(const S* __restrict x, idx n, const std::uint8_t* m = nullptr) {
   constexpr idx L = lk_lanes<T>();
   T acc[L];
   for (idx j = 0; j < L; ++j) acc[j] = lk_neg_inf<T>();
   idx i = 0;
   for (; i + L <= n; i += L) {
     T xv[L];
-    lk_load_vector(xv, x + i);
+    lk_load_opt<kMask>(xv, x + i, lk_mask_at<kMask>(m, i));
 #pragma omp simd
     for (idx j = 0; j < L; ++j) acc[j] = xv[j] > acc[j] ? xv[j] : acc[j];
   }
   if (i < n) {
     T block[L];
-    lk_load_padded(block, x + i, n - i);
+    lk_load_padded_opt<kMask>(block, x + i, lk_mask_at<kMask>(m, i), n - i);
 #pragma omp simd
     for (idx j = 0; j < L; ++j) acc[j] = block[j] > acc[j] ? block[j] : acc[j];
   }
@@ -354,7 +494,11 @@ struct LkSum {
     }
     mids = 0;
   }
-  double total_sum(const T* saved = nullptr, const R* row = nullptr, idx n = 0, T target = 0) {
+  // (Always inlined, as add() and flush(): a call that takes the sums' address keeps them
+  // in memory rather than registers through the whole exp loop; the masked kernels, larger,
+  // were not inlined and ran at twice the time, latency-bound on the stored sums.)
+  LK_ALWAYS_INLINE double total_sum(const T* saved = nullptr, const R* row = nullptr, idx n = 0,
+                                    T target = 0) {
     flush(saved, row, n, target);
     flush_mid();
     double s = 0;
@@ -363,11 +507,11 @@ struct LkSum {
     return s;
   }
   // The sum of the terms.
-  T result() { return static_cast<T>(total_sum()); }
+  LK_ALWAYS_INLINE T result() { return static_cast<T>(total_sum()); }
   // Split mode: the sum of the terms minus 1, (ones - 1) + the rest; -1 for a row of -inf
   // (no terms), NaN for a row with NaN. Without a split (the maximum in two lanes, so
   // s >= 2, or a row of -inf or NaN) it is plainly the sum minus 1.
-  double result_minus_one(const T* saved, const R* row, idx n, T target) {
+  LK_ALWAYS_INLINE double result_minus_one(const T* saved, const R* row, idx n, T target) {
     const double rest = total_sum(saved, row, n, target);
     return ones > 0 ? (ones - 1.0) + rest : rest - 1.0;
   }
@@ -392,10 +536,13 @@ struct LkSum {
 // the next row's (with kNext).
 // e's element type E is S, or (16-bit S) the compute type, to keep the exponentials
 // unrounded.
+// With options (Opt, see LkOpt): the argument of exp and the stored x - shift are scaled,
+// masked elements load as -inf (this row's mask opt.m, the next row's opt.next_m).
 template <bool kNext, bool kStoreShifted = false, bool kSplit = false, class S, class E,
-          class T = compute_t<S>>
+          class T = compute_t<S>, class Opt = LkPlain<T>>
 inline auto lk_exp_sum_store(const S* x, E* e, idx n, T shift, const S* next, T* next_max,
-                             idx lane = -1, idx* next_lane = nullptr) {
+                             idx lane = -1, idx* next_lane = nullptr, const Opt& opt = Opt()) {
+  constexpr bool kMask = Opt::masked;
   constexpr idx L = lk_lanes<T>();
   T saved[kSplit ? LkSum<T, kSplit, S>::kSumBlock * L : 1];
   LkSum<T, kSplit, S> sum(lane);
@@ -412,35 +559,35 @@ inline auto lk_exp_sum_store(const S* x, E* e, idx n, T shift, const S* next, T*
   idx i = 0;
   for (; i + L <= n; i += L) {
     T xv[L];
-    lk_load_vector(xv, x + i);
+    lk_load_opt<kMask>(xv, x + i, lk_mask_at<kMask>(opt.m, i));
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) v[j] = lk_exp_shifted<S>(xv[j] - shift);
+    for (idx j = 0; j < L; ++j) v[j] = lk_exp_shifted<S>(opt.u(xv[j] - shift));
     if (e) {
       T ev[L];
 #pragma omp simd
-      for (idx j = 0; j < L; ++j) ev[j] = kStoreShifted ? xv[j] - shift : v[j];
+      for (idx j = 0; j < L; ++j) ev[j] = kStoreShifted ? opt.u(xv[j] - shift) : v[j];
       lk_store_vector(e + i, ev);
     }
     sum.add(v, saved, check_row, n, check_target, i);
     if (kNext) {
       T nv[L];
-      lk_load_vector(nv, next + i);
+      lk_load_opt<kMask>(nv, next + i, lk_mask_at<kMask>(opt.next_m, i));
 #pragma omp simd
       for (idx j = 0; j < L; ++j) macc[j] = nv[j] > macc[j] ? nv[j] : macc[j];
     }
   }
   if (i < n) {
-    lk_load_padded(v, x + i, n - i);
+    lk_load_padded_opt<kMask>(v, x + i, lk_mask_at<kMask>(opt.m, i), n - i);
     if (e && kStoreShifted)
-      for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<E>(v[j] - shift);
+      for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<E>(opt.u(v[j] - shift));
 #pragma omp simd
-    for (idx j = 0; j < L; ++j) v[j] = lk_exp_shifted<S>(v[j] - shift);
+    for (idx j = 0; j < L; ++j) v[j] = lk_exp_shifted<S>(opt.u(v[j] - shift));
     if (e && !kStoreShifted)
       for (idx j = 0; j < n - i; ++j) e[i + j] = lk_st<E>(v[j]);
     sum.add(v, saved, check_row, n, check_target, i);
     if (kNext) {
       T block[L];
-      lk_load_padded(block, next + i, n - i);
+      lk_load_padded_opt<kMask>(block, next + i, lk_mask_at<kMask>(opt.next_m, i), n - i);
 #pragma omp simd
       for (idx j = 0; j < L; ++j) macc[j] = block[j] > macc[j] ? block[j] : macc[j];
     }
@@ -479,10 +626,14 @@ inline void lk_pipelined_rows(const S* x, idx x_row_stride, idx rows, idx n, Row
 }
 
 // exp sum of row xr, with the next row's max when there is a next row.
-template <bool kStoreShifted = false, class S, class E, class T = compute_t<S>>
-inline T lk_exp_sum_row(const S* xr, E* e, idx n, T shift, const S* next, T* next_max) {
-  return next ? lk_exp_sum_store<true, kStoreShifted>(xr, e, n, shift, next, next_max)
-              : lk_exp_sum_store<false, kStoreShifted>(xr, e, n, shift, next, next_max);
+template <bool kStoreShifted = false, class S, class E, class T = compute_t<S>,
+          class Opt = LkPlain<T>>
+inline T lk_exp_sum_row(const S* xr, E* e, idx n, T shift, const S* next, T* next_max,
+                        const Opt& opt = Opt()) {
+  return next ? lk_exp_sum_store<true, kStoreShifted>(xr, e, n, shift, next, next_max, -1,
+                                                      nullptr, opt)
+              : lk_exp_sum_store<false, kStoreShifted>(xr, e, n, shift, next, next_max, -1,
+                                                       nullptr, opt);
 }
 
 // lk_pipelined_rows for split-mode sums: row_work(r, m, next, next_max) gets and produces
@@ -503,15 +654,82 @@ inline void lk_pipelined_rows_lane(const S* x, idx x_row_stride, idx rows, idx n
 
 // The sum of exp(x - shift) over row xr minus 1, as a double, in split mode (see LkSum),
 // with the next row's max and its lane when there is a next row.
-template <bool kStoreShifted = false, class S, class T = compute_t<S>>
+template <bool kStoreShifted = false, class S, class T = compute_t<S>, class Opt = LkPlain<T>>
 inline double lk_exp_sum_minus_one_row(const S* xr, S* e, idx n, T shift, idx lane,
-                                       const S* next, LkMax<T>* next_max) {
+                                       const S* next, LkMax<T>* next_max,
+                                       const Opt& opt = Opt()) {
   return next ? lk_exp_sum_store<true, kStoreShifted, true>(xr, e, n, shift, next,
                                                             &next_max->value, lane,
-                                                            &next_max->lane)
+                                                            &next_max->lane, opt)
               : lk_exp_sum_store<false, kStoreShifted, true>(xr, e, n, shift, next,
                                                              &next_max->value, lane,
-                                                             &next_max->lane);
+                                                             &next_max->lane, opt);
+}
+
+// The row pipelines with options: row_work(r, m, next, next_max, opt) gets the row's
+// options (its mask and the next row's); `base` has the first row's mask, rows of masks
+// mask_row_stride apart.
+template <class S, class Opt, class RowWork>
+inline void lk_pipelined_rows_opt(const S* x, idx x_row_stride, idx rows, idx n, const Opt& base,
+                                  idx mask_row_stride, RowWork row_work) {
+  using T = compute_t<S>;
+  if (rows <= 0) return;
+  T m = lk_row_max<Opt::masked>(x, n, base.m);
+  for (idx r = 0; r < rows; ++r) {
+    const S* next = r + 1 < rows ? x + (r + 1) * x_row_stride : nullptr;
+    Opt o = base;
+    if constexpr (Opt::masked) {
+      o.m = base.m + r * mask_row_stride;
+      o.next_m = next ? o.m + mask_row_stride : nullptr;
+    }
+    T next_max = 0;
+    row_work(r, m, next, &next_max, o);
+    m = next_max;
+  }
+}
+
+template <class S, class Opt, class RowWork>
+inline void lk_pipelined_rows_lane_opt(const S* x, idx x_row_stride, idx rows, idx n,
+                                       const Opt& base, idx mask_row_stride, RowWork row_work) {
+  using T = compute_t<S>;
+  if (rows <= 0) return;
+  LkMax<T> m = lk_row_max_lane<Opt::masked>(x, n, base.m);
+  for (idx r = 0; r < rows; ++r) {
+    const S* next = r + 1 < rows ? x + (r + 1) * x_row_stride : nullptr;
+    Opt o = base;
+    if constexpr (Opt::masked) {
+      o.m = base.m + r * mask_row_stride;
+      o.next_m = next ? o.m + mask_row_stride : nullptr;
+    }
+    LkMax<T> next_max{0, -1};
+    row_work(r, m, next, &next_max, o);
+    m = next_max;
+  }
+}
+
+// Left-out elements of a row that is not a distribution (no finite maximum or sum:
+// included -inf only, +inf or NaN) are set to `fill` (0 for softmax, -inf for
+// log_softmax), as JAX does, rather than the row's NaN. Rare path, after the row.
+template <class Opt, class S, class T>
+LK_ALWAYS_INLINE void lk_fix_masked(const Opt& o, S* out, idx n, T max, double sum, T fill) {
+  if constexpr (Opt::masked) {
+    if (LK_UNLIKELY(!(max - max == T(0) && sum - sum == 0.0))) {
+      lk_stream_fence();  // (after streaming stores to the same row)
+      for (idx i = 0; i < n; ++i)
+        if (o.m[i] == 0) out[i] = lk_st<S>(fill);
+    }
+  }
+}
+
+// A row whose maximum is -inf with a mask that excludes all of it: fully masked (JAX's
+// rules: softmax 0, log_softmax -inf, logsumexp -inf), rather than a row of -inf (NaN).
+template <class Opt, class T>
+LK_ALWAYS_INLINE bool lk_fully_masked(const Opt& o, T max, idx n) {
+  if constexpr (Opt::masked) {
+    return max == lk_neg_inf<T>() && !lk_mask_any(o.m, n);
+  } else {
+    return false;
+  }
 }
 
 // log s from s - 1 (split mode), in T: log1p(-1) = -inf for a row of -inf.
@@ -593,36 +811,48 @@ constexpr idx kNarrowKeep = 4096;
 // kStream (float and double, outputs larger than the cache; see lk_stream_vector): the
 // exponentials go to the thread's LkStreamRow instead of `out`, and the normalized values
 // are streamed to `out` from there, so `out` is written once, without being read.
-template <class S, bool kStream, class T = compute_t<S>>
+// With options (Opt, see LkOpt; `base` holds the first row's mask, mask rows are
+// mask_row_stride apart), a fully masked row comes out as 0 (inv = 0: its exponentials are
+// all 0).
+template <class S, bool kStream, class Opt = LkPlain<compute_t<S>>, class T = compute_t<S>>
 void softmax_rows_for(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
-                      idx n) {
+                      idx n, const Opt& base = Opt(), idx mask_row_stride = 0) {
   constexpr bool kNarrow = sizeof(S) < sizeof(T);
   LkScratch<T> exp_row(kNarrow && n <= kNarrowKeep ? n : 0);
   T* stream_row = nullptr;
   if constexpr (kStream && !kNarrow) {
     if (n <= lk_stream_keep<T>()) stream_row = lk_thread_work<LkStreamRow<T>>().get();
   }
-  lk_pipelined_rows(x, x_row_stride, rows, n, [&](idx r, T m, const S* next, T* next_max) {
+  lk_pipelined_rows_opt(x, x_row_stride, rows, n, base, mask_row_stride,
+                        [&](idx r, T m, const S* next, T* next_max, const Opt& o) {
     const S* xr = x + r * x_row_stride;
     S* orow = out + r * out_row_stride;
+    T sum = 0;
+    auto inverse = [&](T s) {
+      sum = s;
+      return lk_fully_masked(o, m, n) ? T(0) : T(1) / s;
+    };
     if constexpr (kStream && !kNarrow) {
       if (stream_row) {
         T* e = stream_row;
-        const T inv = T(1) / lk_exp_sum_row(xr, e, n, lk_shift_for(m), next, next_max);
+        const T inv = inverse(lk_exp_sum_row(xr, e, n, lk_shift_for(m), next, next_max, o));
         lk_stream_row2(orow, e, static_cast<const T*>(nullptr), n,
                        [inv](T v, T, idx) { return v * inv; });
+        lk_fix_masked(o, orow, n, m, double(sum), T(0));
         return;
       }
     }
     if (kNarrow && exp_row.data) {
       T* e = exp_row.data;
-      const T inv = T(1) / lk_exp_sum_row(xr, e, n, lk_shift_for(m), next, next_max);
+      const T inv = inverse(lk_exp_sum_row(xr, e, n, lk_shift_for(m), next, next_max, o));
       lk_write_row(orow, e, static_cast<const S*>(nullptr), n,
                    [inv](T v, T, idx) { return v * inv; });
+      lk_fix_masked(o, orow, n, m, double(sum), T(0));
       return;
     }
-    const T inv = T(1) / lk_exp_sum_row(xr, orow, n, lk_shift_for(m), next, next_max);
+    const T inv = inverse(lk_exp_sum_row(xr, orow, n, lk_shift_for(m), next, next_max, o));
     lk_map_row(orow, orow, n, [inv](T v) { return v * inv; });
+    lk_fix_masked(o, orow, n, m, double(sum), T(0));
   });
   if constexpr (kStream) lk_stream_fence();
 }
@@ -640,19 +870,37 @@ void softmax_rows_stream(const S* x, idx x_row_stride, S* out, idx out_row_strid
 
 // kStream (float and double): the sum pass stores nothing, and the output is streamed from
 // x - shift - log s taken from x again (read from cache: the row was just read).
-template <class S, bool kStream, class T = compute_t<S>>
+// With options: (x - shift) * scale - log s, masked elements -inf (their x loads as -inf;
+// where x is read again, through the mask); a fully masked row's log s counts as 0, so
+// that it is -inf throughout (not -inf - -inf).
+template <class S, bool kStream, class Opt = LkPlain<compute_t<S>>, class T = compute_t<S>>
 void log_softmax_rows_for(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
-                          idx n) {
-  lk_pipelined_rows_lane(x, x_row_stride, rows, n,
-                         [&](idx r, LkMax<T> m, const S* next, LkMax<T>* next_max) {
+                          idx n, const Opt& base = Opt(), idx mask_row_stride = 0) {
+  constexpr bool kMask = Opt::masked;
+  lk_pipelined_rows_lane_opt(x, x_row_stride, rows, n, base, mask_row_stride,
+                             [&](idx r, LkMax<T> m, const S* next, LkMax<T>* next_max,
+                                 const Opt& o) {
     const S* xr = x + r * x_row_stride;
     S* orow = out + r * out_row_stride;
     const T shift = lk_shift_for(m.value);
+    double sum = 0;
+    auto log_of = [&](double s_minus_one) {
+      sum = s_minus_one;
+      return lk_fully_masked(o, m.value, n) ? T(0) : lk_log_sum<T>(s_minus_one);
+    };
+    const std::uint8_t* mr = o.m;
     if constexpr (kStream && sizeof(S) == sizeof(T)) {
-      const T log_sum = lk_log_sum<T>(lk_exp_sum_minus_one_row<false>(
-          xr, static_cast<S*>(nullptr), n, shift, m.lane, next, next_max));
+      const T log_sum = log_of(lk_exp_sum_minus_one_row<false>(
+          xr, static_cast<S*>(nullptr), n, shift, m.lane, next, next_max, o));
       lk_stream_row2(orow, xr, static_cast<const T*>(nullptr), n,
-                     [shift, log_sum](T v, T, idx) { return (v - shift) - log_sum; });
+                     [shift, log_sum, o, mr](T v, T, idx i) {
+                       const T y = o.u(v - shift) - log_sum;
+                       if constexpr (kMask) {
+                         return mr[i] != 0 ? y : lk_neg_inf<T>();
+                       } else {
+                         return y;
+                       }
+                     });
       return;
     }
     // Pass 2 leaves x - shift in out; pass 3 subtracts log s. ((x - shift) - log_sum, not
@@ -660,14 +908,22 @@ void log_softmax_rows_for(const S* x, idx x_row_stride, S* out, idx out_row_stri
     // A 16-bit row takes x - shift from x again instead (no conversions in between, one
     // rounding); in place, each element is read before it is written.
     if constexpr (sizeof(S) < sizeof(T)) {
-      const T log_sum = lk_log_sum<T>(lk_exp_sum_minus_one_row<false>(
-          xr, static_cast<S*>(nullptr), n, shift, m.lane, next, next_max));
-      lk_map_row(xr, orow, n, [shift, log_sum](T v) { return (v - shift) - log_sum; });
+      const T log_sum = log_of(lk_exp_sum_minus_one_row<false>(
+          xr, static_cast<S*>(nullptr), n, shift, m.lane, next, next_max, o));
+      if constexpr (kMask) {
+        lk_map_rows2(xr, static_cast<const S*>(nullptr), orow, n,
+                     [shift, log_sum, o, mr](T v, T, idx i) {
+                       return mr[i] != 0 ? o.u(v - shift) - log_sum : lk_neg_inf<T>();
+                     });
+      } else {
+        lk_map_row(xr, orow, n, [shift, log_sum, o](T v) { return o.u(v - shift) - log_sum; });
+      }
       return;
     }
-    const T log_sum = lk_log_sum<T>(
-        lk_exp_sum_minus_one_row<true>(xr, orow, n, shift, m.lane, next, next_max));
+    const T log_sum = log_of(
+        lk_exp_sum_minus_one_row<true>(xr, orow, n, shift, m.lane, next, next_max, o));
     lk_map_row(orow, orow, n, [log_sum](T v) { return v - log_sum; });
+    lk_fix_masked(o, orow, n, m.value, sum, lk_neg_inf<T>());
   });
   if constexpr (kStream) lk_stream_fence();
 }
@@ -684,25 +940,102 @@ void log_softmax_rows_stream(const S* x, idx x_row_stride, S* out, idx out_row_s
   log_softmax_rows_for<S, true>(x, x_row_stride, out, out_row_stride, rows, n);
 }
 
-template <class S, class T>
-inline T lk_logsumexp_finish(T m, T shift, double s_minus_one, const S* xr, idx n) {
-  if (m == -lk_neg_inf<T>()) return lk_row_has_nan(xr, n) ? T(s_minus_one) : m;  // NaN here
-  return shift + lk_log_sum<T>(s_minus_one);
+// Whether a row holds a NaN among its included elements (rare path).
+template <class Opt, class S>
+inline bool lk_row_has_nan_opt(const Opt& o, const S* x, idx n) {
+  if constexpr (Opt::masked) {
+    for (idx i = 0; i < n; ++i)
+      if (o.m[i] != 0 && lk_ld(x[i]) != lk_ld(x[i])) return true;
+    return false;
+  } else {
+    return lk_row_has_nan(x, n);
+  }
 }
 
-template <class S, class T = compute_t<S>>
-void logsumexp_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n) {
+template <class S, class T, class Opt = LkPlain<T>>
+inline T lk_logsumexp_finish(T m, T shift, double s_minus_one, const S* xr, idx n,
+                             const Opt& o = Opt()) {
+  if (m == -lk_neg_inf<T>()) return lk_row_has_nan_opt(o, xr, n) ? T(s_minus_one) : m;  // NaN here
+  return o.u(shift) + lk_log_sum<T>(s_minus_one);
+}
+
+// With options: logsumexp(x * scale) = shift * scale + log s; masked elements left out (a
+// fully masked row: log 0 = -inf).
+template <class S, class Opt = LkPlain<compute_t<S>>, class T = compute_t<S>>
+void logsumexp_rows_for(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n,
+                        const Opt& base = Opt(), idx mask_row_stride = 0) {
   if (n == 0) {
     for (idx r = 0; r < rows; ++r) out[r * out_stride] = lk_st<S>(lk_neg_inf<T>());
     return;
   }
-  lk_pipelined_rows_lane(x, x_row_stride, rows, n,
-                         [&](idx r, LkMax<T> m, const S* next, LkMax<T>* next_max) {
+  lk_pipelined_rows_lane_opt(x, x_row_stride, rows, n, base, mask_row_stride,
+                             [&](idx r, LkMax<T> m, const S* next, LkMax<T>* next_max,
+                                 const Opt& o) {
     const S* xr = x + r * x_row_stride;
     const T shift = lk_shift_for(m.value);
     const double s_minus_one = lk_exp_sum_minus_one_row(xr, static_cast<S*>(nullptr), n,
-                                                        shift, m.lane, next, next_max);
-    out[r * out_stride] = lk_st<S>(lk_logsumexp_finish(m.value, shift, s_minus_one, xr, n));
+                                                        shift, m.lane, next, next_max, o);
+    out[r * out_stride] =
+        lk_st<S>(lk_logsumexp_finish(m.value, shift, s_minus_one, xr, n, o));
+  });
+}
+
+template <class S>
+void logsumexp_rows(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n) {
+  logsumexp_rows_for<S>(x, x_row_stride, out, out_stride, rows, n);
+}
+
+// The row kernels with options (SoftmaxKernels::*_rows_opt): one instantiation per
+// combination of options, chosen once per call.
+template <class S, class F>
+LK_ALWAYS_INLINE void lk_with_opt(const RowOptions<S>& a, F f) {
+  using T = compute_t<S>;
+  if (a.mask && a.scaled) {
+    f(LkOpt<T, true, true>{a.scale, a.mask, nullptr});
+  } else if (a.mask) {
+    f(LkOpt<T, false, true>{a.scale, a.mask, nullptr});
+  } else if (a.scaled) {
+    f(LkOpt<T, true, false>{a.scale, nullptr, nullptr});
+  } else {
+    f(LkPlain<T>{});
+  }
+}
+
+template <class S>
+void softmax_rows_opt(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
+                      idx n, const RowOptions<S>& a) {
+  lk_with_opt(a, [&](const auto& o) {
+    using Opt = std::decay_t<decltype(o)>;
+    if (a.stream)
+      softmax_rows_for<S, true, Opt>(x, x_row_stride, out, out_row_stride, rows, n, o,
+                                     a.mask_row_stride);
+    else
+      softmax_rows_for<S, false, Opt>(x, x_row_stride, out, out_row_stride, rows, n, o,
+                                      a.mask_row_stride);
+  });
+}
+
+template <class S>
+void log_softmax_rows_opt(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,
+                          idx n, const RowOptions<S>& a) {
+  lk_with_opt(a, [&](const auto& o) {
+    using Opt = std::decay_t<decltype(o)>;
+    if (a.stream)
+      log_softmax_rows_for<S, true, Opt>(x, x_row_stride, out, out_row_stride, rows, n, o,
+                                         a.mask_row_stride);
+    else
+      log_softmax_rows_for<S, false, Opt>(x, x_row_stride, out, out_row_stride, rows, n, o,
+                                          a.mask_row_stride);
+  });
+}
+
+template <class S>
+void logsumexp_rows_opt(const S* x, idx x_row_stride, S* out, idx out_stride, idx rows, idx n,
+                        const RowOptions<S>& a) {
+  lk_with_opt(a, [&](const auto& o) {
+    using Opt = std::decay_t<decltype(o)>;
+    logsumexp_rows_for<S, Opt>(x, x_row_stride, out, out_stride, rows, n, o,
+                               a.mask_row_stride);
   });
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Literal, overload
 
 import numpy as np
@@ -133,6 +134,34 @@ def _as_operand(
     return np.require(full, dtype=dtype, requirements=["C", "A"])
 
 
+def _sample_weights(
+    sample_weight: ArrayLike | None, shape: tuple[int, ...]
+) -> tuple[NDArray[np.float64] | None, int, float | None]:
+    """(one float64 weight per sample, elements per sample, the "mean" denominator
+    sum(s) * elements per sample), or (None, 1, None) without sample weights."""
+    if sample_weight is None:
+        return None, 1, None
+    s = np.asarray(sample_weight)
+    if s.dtype.kind not in "biuf" and not is_half(s.dtype):
+        raise TypeError(f"sample_weight must be a real array, got dtype {s.dtype}")
+    samples = shape[0] if shape else 1
+    try:
+        sw = np.array(np.broadcast_to(s, (samples,)), dtype=np.float64)
+    except ValueError:
+        raise ValueError(
+            f"sample_weight of shape {s.shape} does not broadcast to ({samples},), "
+            "one weight per index of the logits' first axis"
+        ) from None
+    if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+        raise ValueError("sample_weight must be finite and >= 0")
+    size = math.prod(shape)
+    if size == 0:  # nothing to weight; a mean over nothing is 0.0
+        return None, 1, 0.0
+    per_sample = size // samples
+    denominator = math.fsum(sw.tolist()) * per_sample
+    return sw, max(per_sample, 1), denominator
+
+
 @overload
 def binary_cross_entropy(
     logits: ArrayLike,
@@ -140,6 +169,7 @@ def binary_cross_entropy(
     *,
     weight: ArrayLike | None = ...,
     pos_weight: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ...,
     reduction: Reduction = ...,
     return_grad: Literal[False] = ...,
     grad_out: FloatArray | None = ...,
@@ -152,6 +182,7 @@ def binary_cross_entropy(
     *,
     weight: ArrayLike | None = ...,
     pos_weight: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ...,
     reduction: Reduction = ...,
     return_grad: Literal[True],
     grad_out: FloatArray | None = ...,
@@ -164,6 +195,7 @@ def binary_cross_entropy(
     *,
     weight: ArrayLike | None = ...,
     pos_weight: ArrayLike | None = ...,
+    sample_weight: ArrayLike | None = ...,
     reduction: Reduction = ...,
     return_grad: bool,
     grad_out: FloatArray | None = ...,
@@ -177,6 +209,7 @@ def binary_cross_entropy(
     *,
     weight: ArrayLike | None = None,
     pos_weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
     reduction: Reduction = "mean",
     return_grad: bool = False,
     grad_out: FloatArray | None = None,
@@ -203,6 +236,15 @@ def binary_cross_entropy(
     pos_weight : array_like, optional
         Weight of the positive term, broadcastable to the logits' shape; usually one per
         class (the last axis), as in PyTorch's ``BCEWithLogitsLoss``.
+    sample_weight : array_like, optional
+        One weight per sample, i.e. per index of the first axis: shape
+        ``(logits.shape[0],)`` or broadcastable to it, finite and >= 0. Each element's
+        loss and gradient are multiplied by its sample's weight ``s`` (a weight of 0
+        makes the element's loss 0), and ``'mean'`` becomes
+        ``sum(s * w * l) / sum(s over all elements)``: every element counts with its
+        sample's weight, which is PyTorch's mean when all ``s`` are 1. Applied in the
+        kernel's pass, one scalar per sample (for 1-d logits, where each element is a
+        sample, it is folded into `weight`, in the logits' dtype).
     reduction : {'mean', 'sum', 'none'}, optional
         ``'mean'`` averages over all elements (0.0 for an empty array, as for a fully
         ignored batch in :func:`cross_entropy`).
@@ -243,6 +285,12 @@ def binary_cross_entropy(
             pw = _as_operand(p.reshape(p.shape[-1:]), "pos_weight", (n,), z.dtype)
         else:
             pw = _as_operand(p, "pos_weight", z.shape, z.dtype)
+    sw, sample_len, denominator = _sample_weights(sample_weight, z.shape)
+    if sw is not None and sample_len == 1:
+        # Each element its own sample: the weight is per element, as `weight` is.
+        folded = sw.reshape(z.shape).astype(z.dtype)
+        w = folded if w is None else np.multiply(w, folded)
+        sw = None
     loss_array = np.empty_like(zc) if code == 0 else None
     grad: NDArray[Any] | None = None
     if return_grad:
@@ -258,9 +306,16 @@ def binary_cross_entropy(
         )
         grad = grad_out if writable_in_place else np.empty_like(zc)
     size = zc.size
-    scale = 1.0 / size if code == 2 and size else 1.0
-    total = _core.binary_cross_entropy(zc, y, w, pw, loss_array, grad, scale, threads)
-    loss = reduce_losses(code, loss_array, total, size, result_dtype, size)
+    if denominator is None:
+        denominator = float(size)
+    scale = 1.0 / denominator if code == 2 and denominator else (0.0 if code == 2 else 1.0)
+    if sw is None:
+        total = _core.binary_cross_entropy(zc, y, w, pw, loss_array, grad, scale, threads)
+    else:
+        total = _core.binary_cross_entropy(
+            zc, y, w, pw, loss_array, grad, scale, threads, sw, sample_len
+        )
+    loss = reduce_losses(code, loss_array, total, denominator, result_dtype, size)
     if grad is None:
         return loss
     if grad_out is not None:

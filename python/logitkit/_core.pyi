@@ -7,9 +7,30 @@ from numpy.typing import NDArray
 
 _Array = NDArray[Any]
 
-def softmax(x: _Array, out: _Array, axis: int, workers: int = 1) -> None: ...
-def log_softmax(x: _Array, out: _Array, axis: int, workers: int = 1) -> None: ...
-def logsumexp(x: _Array, out: _Array, axis: int, workers: int = 1) -> None: ...
+def softmax(
+    x: _Array,
+    out: _Array,
+    axis: int,
+    workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
+) -> None: ...
+def log_softmax(
+    x: _Array,
+    out: _Array,
+    axis: int,
+    workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
+) -> None: ...
+def logsumexp(
+    x: _Array,
+    out: _Array,
+    axis: int,
+    workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
+) -> None: ...
 def _exp(x: _Array, out: _Array, nonpositive: bool = False) -> None: ...
 def compiled_targets() -> list[str]: ...
 def supported_targets() -> list[str]: ...
@@ -43,7 +64,14 @@ def nll_loss(
     loss: _Array | None,
     axis: int,
 ) -> tuple[int, int, float, float, int]: ...
-def entropy(x: _Array, out: _Array, axis: int, workers: int = 1) -> None: ...
+def entropy(
+    x: _Array,
+    out: _Array,
+    axis: int,
+    workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
+) -> None: ...
 def kl_divergence(
     p: _Array,
     q: _Array,
@@ -53,6 +81,8 @@ def kl_divergence(
     grad_scale: float,
     axis: int,
     workers: int = 1,
+    scale: float | None = None,
+    where: _Array | None = None,
 ) -> None: ...
 def softmax_backward(
     grad_output: _Array, probs: _Array, out: _Array, axis: int, workers: int = 1
@@ -71,4 +101,6 @@ def binary_cross_entropy(
     grad: _Array | None,
     grad_scale: float,
     workers: int = 1,
+    sample_weight: _Array | None = None,
+    sample_len: int = 1,
 ) -> float: ...

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _core
 from ._typing import FloatArray
 from ._workers import resolve_workers
+from ._options import temperature_scale, where_mask
 from ._arrays import (
     as_float_array,
     cast_result,
@@ -31,36 +32,56 @@ __all__ = [
 ]
 
 
-_Kernel = Callable[[NDArray[Any], NDArray[Any], int, int], None]
+_Kernel = Callable[..., None]
 _BackwardKernel = Callable[[NDArray[Any], NDArray[Any], NDArray[Any], int, int], None]
 
 
+def _options(
+    temperature: float, where: ArrayLike | None, shape: tuple[int, ...]
+) -> tuple[float | None, NDArray[Any] | None]:
+    return temperature_scale(temperature), where_mask(where, shape)
+
+
 def _normalize(
-    kernel: _Kernel, x: ArrayLike, axis: int, out: FloatArray | None, workers: int | None
+    kernel: _Kernel,
+    x: ArrayLike,
+    axis: int,
+    out: FloatArray | None,
+    workers: int | None,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
 ) -> FloatArray:
     """Run a softmax-like kernel whose output has the input's shape."""
     threads = resolve_workers(workers)
     if out is not None and plain_out(x, out):
-        kernel(x, out, normalize_axis(axis, x.ndim), threads)
+        scale, mask = _options(temperature, where, x.shape)
+        kernel(x, out, normalize_axis(axis, x.ndim), threads, scale, mask)
         return out
     a, result_dtype = as_float_array(x)
     ax = normalize_axis(axis, a.ndim)
+    scale, mask = _options(temperature, where, a.shape)
     if out is None:
         result = np.empty_like(a)
-        kernel(a, result, ax, threads)
+        kernel(a, result, ax, threads, scale, mask)
         return result if result_dtype is a.dtype else cast_result(result, result_dtype)
     check_out(out, a.shape, result_dtype)
     if direct_out(out, a):
-        kernel(a, out, ax, threads)
+        kernel(a, out, ax, threads, scale, mask)
     else:
         result = scratch_like(out, a.dtype)
-        kernel(a, result, ax, threads)
+        kernel(a, result, ax, threads, scale, mask)
         copy_result(out, result)
     return out
 
 
 def softmax(
-    x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None, workers: int | None = None
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
+    out: FloatArray | None = None,
+    workers: int | None = None,
 ) -> FloatArray:
     r"""Softmax along an axis, computed stably.
 
@@ -79,6 +100,13 @@ def softmax(
         Any memory layout (C, Fortran, strided views) is read in place, without a copy.
     axis : int, optional
         Axis along which the probabilities sum to one. Default: the last.
+    temperature : float, optional
+        Divide the logits by this (> 0, finite) first: the result is that of ``x / T``
+        (the division is folded into the kernel's exponent). Default 1.
+    where : array_like of bool, optional
+        Which elements to include, broadcast to `x`'s shape (True = included). Left-out
+        elements count as ``-inf`` logits: they do not enter the maximum or the sum and get probability 0.
+        A row with no element included gives 0 throughout (as in JAX).
     out : ndarray, optional
         Where to write the result: same shape as `x` and the result dtype. May be `x`
         itself (computed in place).
@@ -105,11 +133,17 @@ def softmax(
     >>> logitkit.softmax([123, 456, 789]).round(6)  # naive exp(789) overflows to nan
     array([0., 0., 1.])
     """
-    return _normalize(_core.softmax, x, axis, out, workers)
+    return _normalize(_core.softmax, x, axis, out, workers, temperature, where)
 
 
 def log_softmax(
-    x: ArrayLike, axis: int = -1, *, out: FloatArray | None = None, workers: int | None = None
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
+    out: FloatArray | None = None,
+    workers: int | None = None,
 ) -> FloatArray:
     r"""Logarithm of the softmax along an axis, computed without taking ``log(softmax)``.
 
@@ -124,6 +158,13 @@ def log_softmax(
         Logits (dtype rules as for :func:`softmax`).
     axis : int, optional
         Axis to normalize over. Default: the last.
+    temperature : float, optional
+        Divide the logits by this (> 0, finite) first: the result is that of ``x / T``
+        (the division is folded into the kernel's exponent). Default 1.
+    where : array_like of bool, optional
+        Which elements to include, broadcast to `x`'s shape (True = included). Left-out
+        elements count as ``-inf`` logits: they do not enter the maximum or the sum and come out as ``-inf``.
+        A row with no element included gives ``-inf`` throughout (as in JAX).
     out : ndarray, optional
         Where to write the result: same shape as `x` and the result dtype; may be `x`.
     workers : int, optional
@@ -149,7 +190,7 @@ def log_softmax(
     >>> logitkit.log_softmax([1000.0, 0.0])
     array([    0., -1000.])
     """
-    return _normalize(_core.log_softmax, x, axis, out, workers)
+    return _normalize(_core.log_softmax, x, axis, out, workers, temperature, where)
 
 
 def logsumexp(
@@ -157,6 +198,8 @@ def logsumexp(
     axis: int = -1,
     *,
     keepdims: bool = False,
+    temperature: float = 1.0,
+    where: ArrayLike | None = None,
     out: FloatArray | None = None,
     workers: int | None = None,
 ) -> Any:
@@ -173,6 +216,13 @@ def logsumexp(
         Axis to reduce. Default: the last.
     keepdims : bool, optional
         Keep the reduced axis as a dimension of length one.
+    temperature : float, optional
+        Reduce ``x / T`` instead of `x` (T > 0, finite): the result is
+        ``logsumexp(x / T)``, not ``T * logsumexp(x / T)``. Default 1.
+    where : array_like of bool, optional
+        Which elements to include, broadcast to `x`'s shape (True = included), as in
+        ``scipy.special.logsumexp``'s ``b = where`` and JAX's ``where=``. A row with no
+        element included gives ``-inf``.
     out : ndarray, optional
         Where to write the result: `x`'s shape without `axis` (with a length-one `axis` if
         `keepdims`), in the result dtype.
@@ -204,10 +254,11 @@ def logsumexp(
     threads = resolve_workers(workers)
     a, result_dtype = as_float_array(x)
     ax = normalize_axis(axis, a.ndim)
+    scale, mask = _options(temperature, where, a.shape)
     reduced = a.shape[:ax] + a.shape[ax + 1 :]
     if out is None:
         result = np.empty(reduced, dtype=a.dtype)
-        _core.logsumexp(a, result, ax, threads)
+        _core.logsumexp(a, result, ax, threads, scale, mask)
         if result_dtype is not a.dtype:
             result = cast_result(result, result_dtype)
         if keepdims:
@@ -217,10 +268,10 @@ def logsumexp(
     check_out(out, expected, result_dtype)
     target = np.squeeze(out, axis=ax) if keepdims else out  # a view, never a copy
     if direct_out(target, a):
-        _core.logsumexp(a, target, ax, threads)
+        _core.logsumexp(a, target, ax, threads, scale, mask)
     else:
         result = scratch_like(target, a.dtype)
-        _core.logsumexp(a, result, ax, threads)
+        _core.logsumexp(a, result, ax, threads, scale, mask)
         copy_result(target, result)
     return out
 
