@@ -26,6 +26,8 @@ from ._arrays import (
     plain_out,
     scratch_like,
 )
+from ._options import checked_temperature as _temperature
+from ._options import real_option, where_mask
 from ._typing import FloatArray, Loss, Reduction
 from ._workers import resolve_workers
 
@@ -64,34 +66,17 @@ def _class_weights(weight: ArrayLike | None, n: int, dtype: np.dtype[Any]) -> ND
     return np.require(w, dtype=compute_dtype(dtype), requirements=["C", "A"])
 
 
-def _real_option(value: object, name: str) -> float:
-    """A real scalar option as a float: TypeError for bool, str and non-reals."""
-    if isinstance(value, (bool, np.bool_)) or isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-
-
-def _temperature(temperature: float) -> float:
-    t = _real_option(temperature, "temperature")
-    if not (math.isfinite(t) and t > 0.0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
-    return t
-
-
 def _softcap(softcap: float | None) -> float:
     if softcap is None:
         return 0.0
-    c = _real_option(softcap, "softcap")
+    c = real_option(softcap, "softcap")
     if not (math.isfinite(c) and c > 0.0):
         raise ValueError(f"softcap must be None or finite and > 0, got {softcap!r}")
     return c
 
 
 def _z_loss(z_loss: float) -> float:
-    v = _real_option(z_loss, "z_loss")
+    v = real_option(z_loss, "z_loss")
     if not (math.isfinite(v) and v >= 0.0):
         raise ValueError(f"z_loss must be finite and >= 0, got {z_loss!r}")
     return v
@@ -99,20 +84,7 @@ def _z_loss(z_loss: float) -> float:
 
 def _where(where: ArrayLike | None, shape: tuple[int, ...]) -> NDArray[np.uint8] | None:
     """The mask broadcast to the logits' shape (no copy: zero strides allowed), as uint8."""
-    if where is None:
-        return None
-    m = where if type(where) is np.ndarray else np.asarray(where)
-    if m.dtype != np.bool_:
-        raise TypeError(f"where must be a boolean array, got dtype {m.dtype}")
-    try:
-        b = np.broadcast_to(m, shape)
-    except ValueError:
-        raise ValueError(
-            f"where has shape {m.shape}, which does not broadcast to the logits' shape {shape}"
-        ) from None
-    if not b.flags.aligned:  # (bool is always aligned; kept for views of odd buffers)
-        b = np.ascontiguousarray(b)
-    return b.view(np.uint8)
+    return where_mask(where, shape)
 
 
 def _sample_weight(

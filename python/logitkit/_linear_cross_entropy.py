@@ -26,13 +26,13 @@ from ._cross_entropy import (
     _smoothing,
     _sample_weight,
     _softcap,
-    _temperature,
     _where,
     _z_loss,
     cross_entropy,
     reduce_losses,
     reduction_code,
 )
+from ._options import checked_temperature
 from ._typing import FloatArray, Loss, Reduction
 from ._workers import resolve_workers
 
@@ -319,7 +319,7 @@ def linear_cross_entropy(
     # them runs the plain kernel.
     # (Checked here, before any product is computed.)
     options: dict[str, Any] = {}
-    if _temperature(temperature) != 1.0:
+    if checked_temperature(temperature) != 1.0:
         options["temperature"] = temperature
     if softcap is not None:
         options["softcap"] = _softcap(softcap)
