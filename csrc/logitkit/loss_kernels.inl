@@ -317,10 +317,11 @@ inline bool lk_isfinite_scale(T x) {
 // themselves went scalar, and GCC's widening of 16 bytes to a 512-bit vector went through
 // four stack stores and one reload (a store-forwarding stall per vector).
 //
-// The bytes are loaded as integers of 4, 8 or 16 bytes, not through a char (or
-// may_alias intrinsic) pointer: a char load may alias anything, and with one in the exp
-// loop GCC kept the loop's sum and max accumulators in memory (a store and a reload per
-// vector on their dependency chains: `where` took 2.0x the plain call instead of ~1.2x).
+// The bytes are loaded as integers of 4, 8 or 16 bytes and the lanes moved through GCC
+// vectors of T, not through char or may_alias intrinsic pointers (which may alias
+// anything). This was written while GCC kept the exp loop's sum and max accumulators in
+// memory; that went away only when the loop moved into a function of its own
+// (lk_ce_masked_exp_sum), so these typed accesses are a precaution, not a measured gain.
 #if defined(__GNUC__)
 typedef std::int32_t LkMaskU32 __attribute__((aligned(1)));
 typedef long long LkMaskU64 __attribute__((aligned(1)));
