@@ -304,6 +304,172 @@ LK_ALWAYS_INLINE T lk_ce_tanh(T u) {
   return u < T(0) ? -t : t;
 }
 
+// Whether x is finite (x - x is NaN for +-inf and NaN; no -ffinite-math-only here).
+template <class T>
+inline bool lk_isfinite_scale(T x) {
+  return x - x == T(0);
+}
+
+// One vector of masked logits: out[j] = b[j] != 0 ? xv[j] : -inf, for L = lk_lanes<T>()
+// mask bytes. With AVX-512BW the bytes become a mask register (one vptestmb) and the
+// select one masked blend; with AVX2 they are widened (vpmovzx) and compared. The
+// generic loop (baseline, NEON) widens to 32 bits first: a select on the bytes
+// themselves went scalar, and GCC's widening of 16 bytes to a 512-bit vector went through
+// four stack stores and one reload (a store-forwarding stall per vector).
+//
+// The bytes are loaded as integers of 4, 8 or 16 bytes and the lanes moved through GCC
+// vectors of T, not through char or may_alias intrinsic pointers (which may alias
+// anything). This was written while GCC kept the exp loop's sum and max accumulators in
+// memory; that went away only when the loop moved into a function of its own
+// (lk_ce_masked_exp_sum), so these typed accesses are a precaution, not a measured gain.
+#if defined(__GNUC__)
+typedef std::int32_t LkMaskU32 __attribute__((aligned(1)));
+typedef long long LkMaskU64 __attribute__((aligned(1)));
+typedef long long LkMaskV16 __attribute__((vector_size(16), aligned(1)));
+#endif
+template <class T>
+LK_ALWAYS_INLINE void lk_ce_mask_select(T* __restrict out, const T* __restrict xv,
+                                        const std::uint8_t* __restrict b) {
+  constexpr idx L = lk_lanes<T>();
+#if defined(__GNUC__)
+#define LK_CE_LOAD_BYTES16(b) (reinterpret_cast<__m128i>(*reinterpret_cast<const LkMaskV16*>(b)))
+#define LK_CE_LOAD_BYTES8(b) (_mm_cvtsi64_si128(*reinterpret_cast<const LkMaskU64*>(b)))
+#define LK_CE_LOAD_BYTES4(b) (_mm_cvtsi32_si128(*reinterpret_cast<const LkMaskU32*>(b)))
+#else
+#define LK_CE_LOAD_BYTES16(b) (_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)))
+#define LK_CE_LOAD_BYTES8(b) (_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b)))
+#define LK_CE_LOAD_BYTES4(b) (_mm_cvtsi32_si128(*reinterpret_cast<const int*>(b)))
+#endif
+  // Lanes in and out through GCC vectors of T (plain loads and stores of T's alias set),
+  // as the bytes above, rather than _mm*_loadu / _mm*_storeu.
+#if defined(__GNUC__)
+#define LK_CE_VEC_IN(V, x) ([&] { V v_; for (idx j_ = 0; j_ < L; ++j_) v_[j_] = (x)[j_]; return v_; }())
+#define LK_CE_VEC_OUT(out, v) do { for (idx j_ = 0; j_ < L; ++j_) (out)[j_] = (v)[j_]; } while (0)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  if constexpr (L == 16 && sizeof(T) == 4) {
+    typedef float V __attribute__((vector_size(64)));
+    V x = LK_CE_VEC_IN(V, xv);
+    // The logits in a register before the blend: folded into it as a memory operand, the
+    // load becomes a masked load, which waits for the mask (fault suppression): the next
+    // row's loads from DRAM then waited for its mask bytes (2x the time of the plain call).
+    __asm__("" : "+v"(x));
+    const __m128i bytes = LK_CE_LOAD_BYTES16(b);
+    const __mmask16 k = _mm_test_epi8_mask(bytes, bytes);
+    const V r = reinterpret_cast<V>(_mm512_mask_blend_ps(
+        k, _mm512_set1_ps(lk_neg_inf<float>()), reinterpret_cast<__m512>(x)));
+    LK_CE_VEC_OUT(out, r);
+    return;
+  }
+  if constexpr (L == 8 && sizeof(T) == 8) {
+    typedef double V __attribute__((vector_size(64)));
+    V x = LK_CE_VEC_IN(V, xv);
+    __asm__("" : "+v"(x));  // (as for float)
+    const __m128i bytes = LK_CE_LOAD_BYTES8(b);
+    const __mmask8 k = static_cast<__mmask8>(_mm_test_epi8_mask(bytes, bytes));
+    const V r = reinterpret_cast<V>(_mm512_mask_blend_pd(
+        k, _mm512_set1_pd(lk_neg_inf<double>()), reinterpret_cast<__m512d>(x)));
+    LK_CE_VEC_OUT(out, r);
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (L == 8 && sizeof(T) == 4) {
+    typedef float V __attribute__((vector_size(32)));
+    const __m256i wide = _mm256_cvtepu8_epi32(LK_CE_LOAD_BYTES8(b));
+    const __m256 off = _mm256_castsi256_ps(_mm256_cmpeq_epi32(wide, _mm256_setzero_si256()));
+    const V r = reinterpret_cast<V>(_mm256_blendv_ps(
+        reinterpret_cast<__m256>(LK_CE_VEC_IN(V, xv)), _mm256_set1_ps(lk_neg_inf<float>()), off));
+    LK_CE_VEC_OUT(out, r);
+    return;
+  }
+  if constexpr (L == 4 && sizeof(T) == 8) {
+    typedef double V __attribute__((vector_size(32)));
+    const __m256i wide = _mm256_cvtepu8_epi64(LK_CE_LOAD_BYTES4(b));
+    const __m256d off = _mm256_castsi256_pd(_mm256_cmpeq_epi64(wide, _mm256_setzero_si256()));
+    const V r = reinterpret_cast<V>(_mm256_blendv_pd(
+        reinterpret_cast<__m256d>(LK_CE_VEC_IN(V, xv)), _mm256_set1_pd(lk_neg_inf<double>()), off));
+    LK_CE_VEC_OUT(out, r);
+    return;
+  }
+#endif
+#undef LK_CE_VEC_IN
+#undef LK_CE_VEC_OUT
+#endif
+  std::int32_t bi[L];
+#pragma omp simd
+  for (idx j = 0; j < L; ++j) bi[j] = b[j];
+#pragma omp simd
+  for (idx j = 0; j < L; ++j) out[j] = bi[j] != 0 ? xv[j] : lk_neg_inf<T>();
+}
+
+// The exp pass of a masked row without softcap (cross_entropy_rows_options_for's
+// kMaskX): sum of exp((x - shift) * inv_t) over the row's unmasked logits (x = mb ? z :
+// -inf), the terms (0 at masked classes) stored to e unless it is null, and, when next
+// is not null, the max of the next row's unmasked logits into *next_max. A function of
+// its own, as lk_exp_sum_store: inside the options kernel's lambdas GCC kept the sum and
+// max accumulators in memory (a store and a reload on each one's dependency chain per
+// vector).
+#if defined(__GNUC__)
+#define LK_CE_NOINLINE __attribute__((noinline))
+#else
+#define LK_CE_NOINLINE
+#endif
+template <class S, class T = compute_t<S>>
+LK_CE_NOINLINE T lk_ce_masked_exp_sum(const S* __restrict z, const std::uint8_t* __restrict mb,
+                                          T* e, idx n, T shift, T inv_t,
+                                          const S* __restrict next,
+                                          const std::uint8_t* __restrict next_mb, T* next_max) {
+  constexpr idx L = lk_lanes<T>();
+  LkSum<T> sum;
+  T macc[L];
+  for (idx j = 0; j < L; ++j) macc[j] = lk_neg_inf<T>();
+  idx i = 0;
+  for (; i + L <= n; i += L) {
+    T xv[L], sel[L], v[L];
+    lk_load_vector(xv, z + i);
+    lk_ce_mask_select(sel, xv, mb + i);
+#pragma omp simd
+    for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive((sel[j] - shift) * inv_t);
+    sum.add(v);
+    if (e) {
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) e[i + j] = v[j];
+    }
+    if (next) {
+      T nv[L], nsel[L];
+      lk_load_vector(nv, next + i);
+      lk_ce_mask_select(nsel, nv, next_mb + i);
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) macc[j] = nsel[j] > macc[j] ? nsel[j] : macc[j];
+    }
+  }
+  if (i < n) {
+    const idx count = n - i;
+    std::uint8_t bb[L];
+    T xv[L], sel[L], v[L];
+    for (idx j = 0; j < L; ++j) bb[j] = 0;
+    for (idx j = 0; j < count; ++j) bb[j] = mb[i + j];
+    lk_load_padded(xv, z + i, count);
+    lk_ce_mask_select(sel, xv, bb);
+#pragma omp simd
+    for (idx j = 0; j < L; ++j) v[j] = lk_exp_nonpositive((sel[j] - shift) * inv_t);
+    sum.add(v);
+    if (e)
+      for (idx j = 0; j < count; ++j) e[i + j] = v[j];
+    if (next) {
+      T nv[L], nsel[L];
+      for (idx j = 0; j < L; ++j) bb[j] = 0;
+      for (idx j = 0; j < count; ++j) bb[j] = next_mb[i + j];
+      lk_load_padded(nv, next + i, count);
+      lk_ce_mask_select(nsel, nv, bb);
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) macc[j] = nsel[j] > macc[j] ? nsel[j] : macc[j];
+    }
+  }
+  if (next) *next_max = lk_reduce_max(macc);
+  return sum.result();
+}
+
 // A lambda's always_inline (GCC, Clang): the row kernels' block bodies must inline into
 // their loops for their arrays to stay in registers.
 #if defined(__GNUC__)
@@ -343,6 +509,70 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
   T* mask_next = kMask ? mask_rows.data + n + L : nullptr;
   if constexpr (kMask)
     for (idx j = 0; j < L; ++j) mask_cur[n + j] = mask_next[n + j] = T(0);
+  // kMaskX (a mask without softcap): the mask bytes are read in the float loops
+  // themselves, one vector at a time, as a select of the logits: x = mask ? z : -inf
+  // (lk_ce_mask_select: on AVX-512 one vptestmb and a masked blend), in the exp pass
+  // (exp(-inf - shift) = 0, and a NaN logit at a masked class is gone) and in the next
+  // row's max. So the exponentials kept in the gradient row are already 0 at masked
+  // classes and, with no smoothing and a finite row scale, the gradient pass
+  // (e * scale - 0) needs no mask either. The row of 1 / 0 (mask_cur) is converted only
+  // for what needs it: label smoothing, probability targets, a non-finite row scale.
+  // (softcap maps -inf to a finite -softcap, so it keeps the 1 / 0 row in every loop.)
+  constexpr bool kMaskX = kMask && !kCap;
+  // The mask bytes of a row, contiguous: in place when the class stride is 1, else
+  // gathered into one of two rows of mask_bytes (by the row's parity: this row's and the
+  // next row's are used together), once per call when every row has the same mask.
+  const bool mask_gather = kMaskX && a.mask_class_stride != 1;
+  LkScratch<std::uint8_t> mask_bytes(mask_gather ? 2 * n : 0);
+  idx gathered[2] = {-1, -1};
+  auto row_bytes = [&](idx row) -> const std::uint8_t* {
+    const std::uint8_t* mb = a.mask + row * a.mask_row_stride;
+    if (!mask_gather) return mb;
+    const idx half = a.mask_row_stride == 0 ? 0 : (row & 1);
+    std::uint8_t* dst = mask_bytes.data + half * n;
+    if (gathered[half] >= 0 && (a.mask_row_stride == 0 || gathered[half] == row)) return dst;
+    const idx ms = a.mask_class_stride;
+    for (idx c = 0; c < n; ++c) dst[c] = mb[c * ms];
+    gathered[half] = row;
+    return dst;
+  };
+  // One vector of masked logits: out = b != 0 ? x : -inf (count < L: a tail, whose
+  // bytes beyond count are not read and whose padding is -inf).
+  auto mask_block = [](T* out, const T* xv, const std::uint8_t* b, idx count,
+                       auto full) LK_CE_INLINE_LAMBDA {
+    if constexpr (decltype(full)::value) {
+      lk_ce_mask_select(out, xv, b);
+    } else {
+      std::uint8_t bb[L];
+      for (idx j = 0; j < L; ++j) bb[j] = 0;
+      for (idx j = 0; j < count; ++j) bb[j] = b[j];
+      lk_ce_mask_select(out, xv, bb);
+    }
+  };
+  // The max of a row's unmasked logits (the first row, and after a skipped row; the
+  // others come from the previous row's exp loop).
+  auto masked_row_max = [&](const S* zr, const std::uint8_t* mb) {
+    T macc[L];
+    for (idx j = 0; j < L; ++j) macc[j] = kNegInf;
+    idx i = 0;
+    for (; i + L <= n; i += L) {
+      T xv[L], ov[L];
+      lk_load_vector(xv, zr + i);
+      mask_block(ov, xv, mb + i, L, std::true_type{});
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) macc[j] = ov[j] > macc[j] ? ov[j] : macc[j];
+    }
+    if (i < n) {
+      T xv[L], ov[L];
+      lk_load_padded(xv, zr + i, n - i);
+      mask_block(ov, xv, mb + i, n - i, std::false_type{});
+#pragma omp simd
+      for (idx j = 0; j < L; ++j) macc[j] = ov[j] > macc[j] ? ov[j] : macc[j];
+    }
+    return lk_reduce_max(macc);
+  };
+  // The 1 / 0 row, converted once per call when the mask is the same for every row.
+  bool mask_static = false;
   auto convert_mask = [&](idx row, T* mr) {
     const std::uint8_t* mb = a.mask + row * a.mask_row_stride;
     const idx ms = a.mask_class_stride;
@@ -375,7 +605,17 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
       continue;
     }
     const T* m = nullptr;
-    if constexpr (kMask) {
+    // kMaskX: the row of 1 / 0 when first needed (m stays null until then).
+    auto need_m = [&]() {
+      if (!mask_static) {
+        convert_mask(r, mask_cur);
+        mask_static = a.mask_row_stride == 0;
+      }
+      m = mask_cur;
+    };
+    if constexpr (kMaskX) {
+      if (eps != T(0) || !a.labels) need_m();
+    } else if constexpr (kMask) {
       if (have_max) {  // converted in the previous row's pass
         T* const converted = mask_next;
         mask_next = mask_cur;
@@ -388,7 +628,9 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
     // argmax); NaN is not a max (it makes the sum NaN).
     T mx = carried_max;
     if (!have_max) {
-      if constexpr (kMask) {
+      if constexpr (kMaskX) {
+        mx = masked_row_max(z, row_bytes(r));
+      } else if constexpr (kMask) {
         // Whole vectors, then the tail: a block loop with a variable trip count inside
         // would keep these arrays in memory rather than registers.
         T macc[L];
@@ -417,9 +659,11 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
     }
     have_max = false;
     const S* next = r + 1 < a.rows ? z + a.logits_row_stride : nullptr;
-    if constexpr (kMask)
+    if constexpr (kMask && !kMaskX)
       if (next) convert_mask(r + 1, mask_next);
     const T* next_m = mask_next;  // (padded with zeros)
+    const std::uint8_t* cur_mb = kMaskX ? row_bytes(r) : nullptr;
+    const std::uint8_t* next_mb = kMaskX && next ? row_bytes(r + 1) : nullptr;
     // u_c = z'_c - max z' <= 0, formed from differences of the raw logits (or of their
     // tanh) and scaled after: z' itself, rounded, would be off by an ulp of |z / T|.
     const T shift = lk_shift_for(mx);
@@ -428,8 +672,13 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
     bool lse_is_inf = false;
     if (!kCap && mx == kPosInf) {
       lse_is_inf = true;
-      for (idx c = 0; c < n; ++c)
-        if ((!kMask || m[c] != T(0)) && lk_ld(z[c]) != lk_ld(z[c])) lse_is_inf = false;
+      if constexpr (kMaskX) {
+        for (idx c = 0; c < n; ++c)
+          if (cur_mb[c] != 0 && lk_ld(z[c]) != lk_ld(z[c])) lse_is_inf = false;
+      } else {
+        for (idx c = 0; c < n; ++c)
+          if ((!kMask || m[c] != T(0)) && lk_ld(z[c]) != lk_ld(z[c])) lse_is_inf = false;
+      }
     }
     // max z' - z'_c in double (lse - z'_c = that + log s), for the loss.
     auto gap_of = [=](T x) {
@@ -461,7 +710,9 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
     // gradient over them: grad_out=logits).
     const S* y = a.labels ? nullptr : a.probs + r * a.probs_row_stride;
     const T w_t = a.labels && w ? w[t] : T(1);
-    const bool t_masked = kMask && a.labels && m[t] == T(0);
+    const bool t_masked =
+        kMask && a.labels &&
+        (kMaskX ? a.mask[r * a.mask_row_stride + t * a.mask_class_stride] == 0 : m[t] == T(0));
     double gap_t = 0, smooth_gap = 0, b_sum = 0, d_sum = 0, masked_mass = 0;
     if (a.labels) {
       if (!t_masked) gap_t = gap_of(lk_ld(z[t]));
@@ -510,6 +761,7 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
     // row kernels sum; the next row's max on the way.
     T* const e = !g ? nullptr : kNarrow ? er_narrow : reinterpret_cast<T*>(g);
     LkSum<T> sum;
+    T sum_x = T(0);  // kMaskX: the sum from lk_ce_masked_exp_sum
     T macc[L];
     for (idx j = 0; j < L; ++j) macc[j] = kNegInf;
     // One vector of classes from i; kFull: a whole vector (constant trip counts only, so
@@ -575,7 +827,18 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
         }
       }
     };
-    {
+    // (kMaskX: the exp pass of its own, lk_ce_masked_exp_sum; the block above serves the
+    // other instances.)
+    if constexpr (kMaskX) {
+      T next_max = kNegInf;
+      const T s_x = lk_ce_masked_exp_sum<S>(z, cur_mb, e, n, shift, inv_t, next, next_mb,
+                                           &next_max);
+      sum_x = s_x;
+      if (next) {
+        carried_max = next_max;
+        have_max = true;
+      }
+    } else {
       idx i = 0;
       for (; i + L <= n; i += L) block(i, std::true_type{});
       if (i < n) block(i, std::false_type{});
@@ -584,7 +847,7 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
         have_max = true;
       }
     }
-    const T s = sum.result();
+    const T s = kMaskX ? sum_x : sum.result();
     const T log_s = lk_log_sum(lse_is_inf, s);
     const double log_s_d = double(log_s);
     // lse(z') for z_loss: max z' + log s (-inf for a fully masked row).
@@ -597,7 +860,7 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
     // softcap, where dz'/dz is the constant 1/T) the temperature.
     const T gs = static_cast<T>(double(a.grad_scale) * sw) * (kCap ? T(1) : inv_t);
     // The mask's and softcap's share of a gradient element.
-    auto finish = [&](idx c, T v) {
+    auto finish = [&](idx c, T v) LK_CE_INLINE_LAMBDA {
       if constexpr (kCap) v = v * dz[c];
       if constexpr (kMask) v = m[c] != T(0) ? v : T(0);  // exactly 0, also where v is NaN
       return v;
@@ -617,6 +880,19 @@ void cross_entropy_rows_options_for(const CrossEntropyRows<S>& a) {
       const T smooth = gs * eps_row;
       const T target_step = gs * keep * w_t;
       const T e_t = e[t];  // (e may be the gradient row, written below)
+      if constexpr (kMaskX) {
+        if (!m) {
+          if (smooth == T(0) && lk_isfinite_scale(scale)) {
+            // e is exactly 0 at masked classes, and so is e * scale - 0.
+#pragma omp simd
+            for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(e[c] * scale - smooth);
+            const T v_t = e_t * scale - smooth - target_step;
+            g[t] = lk_st<S>(t_masked ? T(0) : v_t);
+            continue;
+          }
+          need_m();
+        }
+      }
       if (w && eps_row != T(0)) {
 #pragma omp simd
         for (idx c = 0; c < n; ++c) g[c] = lk_st<S>(finish(c, e[c] * scale - smooth * w[c]));
