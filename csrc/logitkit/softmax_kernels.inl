@@ -159,7 +159,10 @@ LK_ALWAYS_INLINE void lk_mask_select(T* __restrict v, const std::uint8_t* __rest
 // One vector of x (lk_load_vector), masked elements -inf. float and double rows on the
 // AVX-512 targets load and select in registers (a masked move), without the round trip
 // through v of lk_load_vector then lk_mask_select, which measured 1.7x the plain
-// softmax there.
+// softmax there. A plain load then a blend, not _mm512_mask_loadu_ps: GCC treats that
+// builtin as a call reading any memory, so the loops that used it kept their sums, the next
+// row's max accumulator and the term vector on the stack (stored and reloaded every
+// vector) instead of in registers.
 template <bool kMask, class S, class T>
 LK_ALWAYS_INLINE void lk_load_opt(T* __restrict v, const S* __restrict x,
                                   const std::uint8_t* __restrict m) {
@@ -168,15 +171,15 @@ LK_ALWAYS_INLINE void lk_load_opt(T* __restrict v, const S* __restrict x,
     constexpr idx L = lk_lanes<T>();
     if constexpr (std::is_same<S, float>::value && L == 16) {
       const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m));
-      _mm512_storeu_ps(v, _mm512_mask_loadu_ps(_mm512_set1_ps(lk_neg_inf<float>()),
-                                               _mm_test_epi8_mask(b, b), x));
+      _mm512_storeu_ps(v, _mm512_mask_mov_ps(_mm512_set1_ps(lk_neg_inf<float>()),
+                                             _mm_test_epi8_mask(b, b), _mm512_loadu_ps(x)));
       return;
     }
     if constexpr (std::is_same<S, double>::value && L == 8) {
       const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
-      _mm512_storeu_pd(v, _mm512_mask_loadu_pd(_mm512_set1_pd(lk_neg_inf<double>()),
-                                               static_cast<__mmask8>(_mm_test_epi8_mask(b, b)),
-                                               x));
+      _mm512_storeu_pd(v, _mm512_mask_mov_pd(_mm512_set1_pd(lk_neg_inf<double>()),
+                                             static_cast<__mmask8>(_mm_test_epi8_mask(b, b)),
+                                             _mm512_loadu_pd(x)));
       return;
     }
 #endif
