@@ -7,6 +7,7 @@
 #include "bindings_common.hpp"
 #include "logitkit/dispatch.hpp"
 #include "logitkit/parallel.hpp"
+#include "logitkit/row_state.hpp"
 #include "logitkit/softmax.hpp"
 
 using namespace logitkit_bindings;
@@ -99,6 +100,49 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
       py::arg("x"), py::arg("out"), py::arg("nonpositive") = false,
       "The kernels' vector exp, for accuracy tests.");
 
+  // Softmax states of blocks of rows, for the Dask layer (logitkit/_dask.py); see
+  // logitkit/row_state.hpp. States are float64 arrays, C-contiguous like x.
+  m.def(
+      "_row_states",
+      [](const py::array& x, const py::array& state, std::int64_t workers_arg) {
+        const int workers = checked_workers(workers_arg);
+        const DType dt = dtype_of(x, "x");
+        const StridedArray xv = view_of(x, "x", false);
+        const StridedArray sv = view_as(state, DType::float64, "state", true);
+        const ReleaseGilIfLarge release(x.size());
+        logitkit::row_states(dt, xv, sv, workers);
+      },
+      py::arg("x"), py::arg("state"), py::arg("workers") = 1);
+  m.def(
+      "_merge_row_states",
+      [](const py::array& states, const py::array& out) {
+        const StridedArray sv = view_as(states, DType::float64, "states", false);
+        const StridedArray ov = view_as(out, DType::float64, "out", true);
+        logitkit::merge_row_states(sv, ov);
+      },
+      py::arg("states"), py::arg("out"));
+  m.def(
+      "_rows_from_state",
+      [](const py::array& x, const py::array& state, const std::optional<py::array>& row_scale,
+         const py::array& out, bool log, std::int64_t workers_arg) {
+        const int workers = checked_workers(workers_arg);
+        const DType dt = dtype_of(x, "x");
+        const StridedArray xv = view_of(x, "x", false);
+        const StridedArray sv = view_as(state, DType::float64, "state", false);
+        const StridedArray ov = view_as(out, dt, "out", true);
+        const double* scale = nullptr;
+        if (row_scale) {
+          const StridedArray rv = view_as(*row_scale, DType::float64, "row_scale", false);
+          if (rv.shape.size() != 1 || rv.shape[0] != (xv.shape.empty() ? 0 : xv.shape[0]) ||
+              (rv.shape[0] > 1 && rv.strides[0] != static_cast<std::ptrdiff_t>(sizeof(double))))
+            throw py::value_error("row_scale must be a contiguous float64 vector, one per row");
+          scale = static_cast<const double*>(rv.data);
+        }
+        const ReleaseGilIfLarge release(x.size());
+        logitkit::rows_from_state(dt, xv, sv, scale, ov, log, workers);
+      },
+      py::arg("x"), py::arg("state"), py::arg("row_scale"), py::arg("out"), py::arg("log"),
+      py::arg("workers") = 1);
   m.def("compiled_targets", &logitkit::compiled_targets);
   m.def("supported_targets", &logitkit::supported_targets);
   m.def("active_target", []() { return std::string(logitkit::active_kernels().name); });

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
+from ._dispatch import dask_aware
 from ._arrays import (
     as_float_array,
     cast_result,
@@ -49,6 +50,7 @@ def _elementwise(
     return result[()] if result.ndim == 0 else result
 
 
+@dask_aware
 def sigmoid(x: ArrayLike, *, out: FloatArray | None = None, workers: int | None = None) -> Any:
     r"""The logistic sigmoid, elementwise, without overflow for any input.
 
@@ -86,6 +88,7 @@ def sigmoid(x: ArrayLike, *, out: FloatArray | None = None, workers: int | None 
     return _elementwise(_core.sigmoid, x, out, workers)
 
 
+@dask_aware
 def log_sigmoid(
     x: ArrayLike, *, out: FloatArray | None = None, workers: int | None = None
 ) -> Any:
@@ -203,6 +206,7 @@ def binary_cross_entropy(
 ) -> Loss | tuple[Loss, FloatArray]: ...
 
 
+@dask_aware
 def binary_cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,

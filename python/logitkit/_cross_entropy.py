@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
+from ._dispatch import dask_aware
 from ._arrays import (
     as_dtype,
     as_float_array,
@@ -335,6 +336,7 @@ def cross_entropy(
 ) -> Loss | tuple[Loss, FloatArray]: ...
 
 
+@dask_aware
 def cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,
@@ -514,6 +516,7 @@ def cross_entropy(
     return loss, returned
 
 
+@dask_aware
 def nll_loss(
     log_probs: ArrayLike,
     target: ArrayLike,

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _core
+from ._dispatch import dask_aware
 from ._arrays import F32, as_float_array, cast_result, normalize_axis
 from ._cross_entropy import reduce_losses, reduction_code
 from ._typing import FloatArray, KlReduction, Loss
@@ -38,6 +39,7 @@ def _log_base(base: float | None) -> float:
     return math.log(b)
 
 
+@dask_aware
 def entropy(
     logits: ArrayLike,
     *,
@@ -145,6 +147,7 @@ def kl_divergence(
 ) -> Loss | tuple[Loss, FloatArray]: ...
 
 
+@dask_aware
 def kl_divergence(
     p_logits: ArrayLike,
     q_logits: ArrayLike,

@@ -11,6 +11,7 @@ from . import _core
 from ._typing import FloatArray
 from ._workers import resolve_workers
 from ._options import temperature_scale, where_mask
+from ._dispatch import dask_aware
 from ._arrays import (
     as_float_array,
     cast_result,
@@ -74,6 +75,7 @@ def _normalize(
     return out
 
 
+@dask_aware
 def softmax(
     x: ArrayLike,
     axis: int = -1,
@@ -136,6 +138,7 @@ def softmax(
     return _normalize(_core.softmax, x, axis, out, workers, temperature, where)
 
 
+@dask_aware
 def log_softmax(
     x: ArrayLike,
     axis: int = -1,
@@ -193,6 +196,7 @@ def log_softmax(
     return _normalize(_core.log_softmax, x, axis, out, workers, temperature, where)
 
 
+@dask_aware
 def logsumexp(
     x: ArrayLike,
     axis: int = -1,
@@ -310,6 +314,7 @@ def _backward(
     return out
 
 
+@dask_aware
 def softmax_backward(
     grad_output: ArrayLike,
     probs: ArrayLike,
@@ -350,6 +355,7 @@ def softmax_backward(
     return _backward(_core.softmax_backward, grad_output, probs, axis, out, "probs", workers)
 
 
+@dask_aware
 def log_softmax_backward(
     grad_output: ArrayLike,
     log_probs: ArrayLike,
@@ -387,6 +393,7 @@ def log_softmax_backward(
     )
 
 
+@dask_aware
 def softmax_jacobian(probs: ArrayLike, *, axis: int = -1) -> FloatArray:
     r"""The explicit Jacobian of softmax, :math:`J = \operatorname{diag}(a) - a a^T`.
 

@@ -1,0 +1,941 @@
+"""logitkit's functions on Dask arrays: lazy, for any chunking, the class axis split too.
+
+Imported (and Dask with it) only when a Dask array reaches a public function
+(``_dispatch.dask_aware``). Each function here has the signature of the NumPy one and
+returns Dask arrays; a loss under ``"mean"``/``"sum"`` is a 0-d Dask array. Nothing is
+computed while the graph is built.
+
+How a row whose classes are split between chunks is computed (the vocabulary-parallel
+case): each block of classes gives, per row, a state (m, s) -- its maximum and the sum of
+exp(x - m) minus 1, by the C++ core (``_core._row_states``) -- plus what the function
+needs (the target's logit for cross_entropy, the block's own entropy or divergence). The
+states of a row's blocks are merged in a tree (``dask.array.reduction``, whose
+``split_every`` comes from ``dask.config``, as for Dask's own reductions) by
+``_core._merge_row_states``; softmax, log_softmax and gradients are then a second blockwise
+pass from the merged state (``_core._rows_from_state``). The tree depends on the chunks
+only, so results do not depend on scheduling. When the class axis is one chunk, each block
+goes to the NumPy function whole (``map_blocks``).
+
+Options that the states do not carry (temperature=, where=, softcap=, z_loss=,
+sample_weight=, label_smoothing=, probability targets) are computed with the class axis
+rechunked into one chunk: correct for any chunking, at the cost of the rechunk.
+
+Threads: each block is computed with ``workers=1`` unless ``workers=`` is given (then that
+many threads per block): Dask runs blocks in parallel already, one per worker thread, and
+logitkit's own threads on top would oversubscribe the cores.
+"""
+
+# dask.array has no type annotations: its calls are untyped here.
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable
+
+import dask.array as da
+import numpy as np
+
+from . import _core
+from ._arrays import cast_result, normalize_axis
+from ._binary import binary_cross_entropy as _np_bce
+from ._binary import log_sigmoid as _np_log_sigmoid
+from ._binary import sigmoid as _np_sigmoid
+from ._cross_entropy import cross_entropy as _np_cross_entropy
+from ._cross_entropy import nll_loss as _np_nll_loss
+from ._cross_entropy import reduce_losses, reduction_code
+from ._divergence import _kl_reduction_code, _log_base
+from ._divergence import entropy as _np_entropy
+from ._divergence import kl_divergence as _np_kl_divergence
+from ._softmax import log_softmax as _np_log_softmax
+from ._softmax import log_softmax_backward as _np_log_softmax_backward
+from ._softmax import logsumexp as _np_logsumexp
+from ._softmax import softmax as _np_softmax
+from ._softmax import softmax_backward as _np_softmax_backward
+from ._softmax import softmax_jacobian as _np_softmax_jacobian
+
+_BATCH_INDEX = "abcdefghijklmnopqrstuvwx"  # blockwise indices of the batch dimensions
+_CLASS = "z"  # ... of the class axis (last, once moved there)
+_FIELD = "y"  # ... of the fields of a state
+
+
+# --- arguments ------------------------------------------------------------------------
+
+
+def _as_dask(a: Any) -> Any:
+    return a if isinstance(a, da.Array) else da.asarray(a)
+
+
+def _no_out(value: Any, name: str) -> None:
+    if value is not None:
+        raise TypeError(
+            f"{name}= is not supported for Dask arrays: the result is a new lazy Dask array"
+        )
+
+
+def _block_workers(workers: int | None) -> int:
+    """Threads per block: 1 unless given (Dask runs blocks in parallel already)."""
+    if workers is None:
+        return 1
+    from ._workers import resolve_workers
+
+    return resolve_workers(workers)
+
+
+def _probe_shape(ndim: int, ax: int) -> tuple[int, ...]:
+    shape = [1] * ndim
+    if ndim:
+        shape[ax] = 2
+    return tuple(shape)
+
+
+def _float_logits(x: Any) -> Any:
+    """Integer and bool logits in float64, as the NumPy functions take them."""
+    return x.astype(np.float64) if x.dtype.kind in "biu" else x
+
+
+def _batch_index(nb: int) -> str:
+    if nb > len(_BATCH_INDEX):
+        raise ValueError(f"Dask arrays of more than {len(_BATCH_INDEX) + 1} dimensions")
+    return _BATCH_INDEX[:nb]
+
+
+def _class_last(x: Any, ax: int) -> Any:
+    return x if ax == x.ndim - 1 else da.moveaxis(x, ax, -1)
+
+
+def _class_back(x: Any, ax: int) -> Any:
+    return x if ax == x.ndim - 1 else da.moveaxis(x, -1, ax)
+
+
+def _row_aligned(a: Any, xm: Any, name: str) -> Any:
+    """A per-row array (the batch shape of class-last xm), chunked as xm's rows."""
+    a = _as_dask(a)
+    if a.shape != xm.shape[:-1]:
+        raise ValueError(f"{name} has shape {a.shape}, expected {xm.shape[:-1]}")
+    return a.rechunk(xm.chunks[:-1])
+
+
+def _whole_classes(x: Any, ax: int) -> Any:
+    return x.rechunk({ax: -1}) if x.numblocks[ax] > 1 else x
+
+
+def _class_offsets(xm: Any) -> Any:
+    starts = np.cumsum((0,) + xm.chunks[-1][:-1]).astype(np.int64)
+    return da.from_array(starts, chunks=1)
+
+
+def _core_array(a: Any, dtype: Any = None) -> np.ndarray:
+    """C-contiguous and aligned, as the core's entry points take arrays: blocks that come
+    from another worker process are unpickled from a byte buffer, at any address."""
+    return np.require(a, dtype=dtype, requirements=("C", "A"))
+
+
+def _rows2d(block: np.ndarray) -> np.ndarray:
+    """A class-last block as C-contiguous, aligned rows x classes."""
+    n = block.shape[-1]
+    return _core_array(block).reshape(math.prod(block.shape[:-1]), n)
+
+
+# --- states ---------------------------------------------------------------------------
+
+
+def _softmax_state(block: np.ndarray, workers: int, fields: int = 2) -> np.ndarray:
+    """(rows, fields) float64: (m, s) of each row of the class-last block in fields 0, 1."""
+    rows = _rows2d(block)
+    state = np.zeros((rows.shape[0], fields))
+    _core._row_states(rows, state, workers)
+    return state
+
+
+def _lse(state: np.ndarray) -> np.ndarray:
+    """logsumexp from states (..., >=2): m + log1p(s), and m itself where m is not finite."""
+    m, s = state[..., 0], state[..., 1]
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(m), m + np.log1p(s), m)
+
+
+def _state_block(block: np.ndarray, offset: np.ndarray, *extra: Any, kind: str,
+                 workers: int, **kw: Any) -> np.ndarray:
+    lead = block.shape[:-1]
+    state = _STATE_FIELDS[kind](block, int(offset[0]), *extra, workers=workers, **kw)
+    return state.reshape(lead + (1, state.shape[-1]))
+
+
+def _fields_lse(block: np.ndarray, offset: int, *, workers: int) -> np.ndarray:
+    return _softmax_state(block, workers)
+
+
+def _fields_labels(block: np.ndarray, offset: int, labels: np.ndarray, *, workers: int,
+                   ignore_index: int) -> np.ndarray:
+    """(m, s, target logit where the target is in this block else 0)."""
+    state = _softmax_state(block, workers, fields=3)
+    rows = _rows2d(block)
+    t = np.asarray(labels).reshape(-1).astype(np.int64) - offset
+    inside = (t >= 0) & (t < rows.shape[1]) & (np.asarray(labels).reshape(-1) != ignore_index)
+    r = np.flatnonzero(inside)
+    state[r, 2] = rows[r, t[r]]
+    return state
+
+
+def _fields_entropy(block: np.ndarray, offset: int, *, workers: int) -> np.ndarray:
+    """(m, s, entropy of the block's own softmax)."""
+    state = _softmax_state(block, workers, fields=3)
+    state[:, 2] = np.asarray(_np_entropy(_rows2d(block), workers=workers), dtype=np.float64)
+    return state
+
+
+def _fields_kl(block: np.ndarray, offset: int, q_block: np.ndarray, *,
+               workers: int) -> np.ndarray:
+    """(m_p, s_p, m_q, s_q, KL of the block's own two softmaxes)."""
+    state = _softmax_state(block, workers, fields=5)
+    state[:, 2:4] = _softmax_state(q_block, workers)
+    per_row = _np_kl_divergence(_rows2d(block), _rows2d(q_block), workers=workers)
+    state[:, 4] = np.asarray(per_row, dtype=np.float64)
+    return state
+
+
+_STATE_FIELDS: dict[str, Callable[..., np.ndarray]] = {
+    "lse": _fields_lse,
+    "labels": _fields_labels,
+    "entropy": _fields_entropy,
+    "kl": _fields_kl,
+}
+
+
+def _merge_lse_fields(states: np.ndarray, out: np.ndarray, first: int) -> None:
+    """Merge fields first, first + 1 (an (m, s) pair) of rows x k x fields into out."""
+    pair = _core_array(states[:, :, first : first + 2])
+    merged = np.empty((states.shape[0], 2))
+    _core._merge_row_states(pair, merged)
+    out[:, first : first + 2] = merged
+
+
+def _weights_of_blocks(states: np.ndarray, merged: np.ndarray, first: int) -> np.ndarray:
+    """Each block's share of its row's exponential sum (rows x k), for the pair at `first`;
+    0 for blocks of -inf only."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        lse_b = _lse(states[:, :, first : first + 2])
+        lse = _lse(merged[:, first : first + 2])[:, None]
+        share = np.exp(lse_b - lse)
+    return np.where(states[:, :, first] == -np.inf, 0.0, share)
+
+
+def _merge_block(x: np.ndarray, axis: Any = None, keepdims: bool = True, *,
+                 kind: str) -> np.ndarray:
+    """dask.array.reduction's combine and aggregate: (..., k, F) -> (..., 1, F)."""
+    lead, (k, fields) = x.shape[:-2], x.shape[-2:]
+    states = _core_array(x.reshape(math.prod(lead), k, fields))
+    out = np.empty((states.shape[0], fields))
+    _core._merge_row_states(states, out)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if kind == "labels":
+            out[:, 2] = states[:, :, 2].sum(axis=1)
+        elif kind == "entropy":
+            # H = sum over blocks of pi_b (H_b + lse - lse_b), pi_b = exp(lse_b - lse):
+            # every term >= 0, so nothing cancels.
+            share = _weights_of_blocks(states, out, 0)
+            gap = _lse(out)[:, None] - _lse(states)
+            terms = np.where(share > 0, share * (states[:, :, 2] + gap), 0.0)
+            out[:, 2] = np.where(np.isfinite(out[:, 0]), terms.sum(axis=1), np.nan)
+        elif kind == "kl":
+            # KL = sum_b pi_b KL_b + KL(pi || rho), pi_b and rho_b the blocks' shares of P
+            # and Q.
+            _merge_lse_fields(states, out, 2)
+            pi = _weights_of_blocks(states, out, 0)
+            log_pi = _lse(states[:, :, 0:2]) - _lse(out[:, 0:2])[:, None]
+            log_rho = _lse(states[:, :, 2:4]) - _lse(out[:, 2:4])[:, None]
+            # A block where Q is -inf throughout and P is not: Q has no mass where P
+            # has some (the block's own KL_b is NaN: its Q is 0/0).
+            terms = np.where(pi > 0, pi * (states[:, :, 4] + log_pi - log_rho), 0.0)
+            terms = np.where((pi > 0) & (states[:, :, 2] == -np.inf), np.inf, terms)
+            finite = np.isfinite(out[:, 0]) & np.isfinite(out[:, 2])
+            out[:, 4] = np.where(finite, terms.sum(axis=1), np.nan)
+    return out.reshape(lead + (1, fields))
+
+
+def _keep_block(x: np.ndarray, axis: Any = None, keepdims: bool = True) -> np.ndarray:
+    return x
+
+
+def _merged_states(xm: Any, kind: str, fields: int, workers: int, *extra: Any,
+                   **kw: Any) -> Any:
+    """Per row of class-last xm, the merged state of its class blocks: (batch..., fields).
+
+    extra: per-row arrays (batch shape) or arrays of xm's shape, chunked like xm.
+    """
+    nb = xm.ndim - 1
+    b = _batch_index(nb)
+    args: list[Any] = [xm, b + _CLASS, _class_offsets(xm), _CLASS]
+    for e in extra:
+        args += [e, b + _CLASS if e.ndim == xm.ndim else b]
+    states = da.blockwise(
+        _state_block, b + _CLASS + _FIELD, *args,
+        new_axes={_FIELD: fields}, adjust_chunks={_CLASS: 1}, align_arrays=False,
+        dtype=np.float64, meta=np.empty((0,) * (nb + 2)), kind=kind, workers=workers, **kw,
+    )
+    merged = da.reduction(
+        states, chunk=_keep_block, combine=functools.partial(_merge_block, kind=kind),
+        aggregate=functools.partial(_merge_block, kind=kind), axis=nb, keepdims=True,
+        dtype=np.float64, concatenate=True, meta=np.empty((0,) * (nb + 2)),
+    )
+    return merged[(slice(None),) * nb + (0,)]
+
+
+def _from_state_block(block: np.ndarray, state: np.ndarray, *, log: bool,
+                      workers: int) -> np.ndarray:
+    rows = _rows2d(block)
+    out = np.empty_like(rows)
+    st = _core_array(state.reshape(rows.shape[0], state.shape[-1]))
+    _core._rows_from_state(rows, st, None, out, log, workers)
+    return out.reshape(block.shape)
+
+
+def _like_x(func: Any, xm: Any, dtype: Any, *args: Any, **kw: Any) -> Any:
+    """Blockwise over class-last xm: an array like xm. args: (array, kind) pairs, kind
+    "like" (xm's shape), "rows" (its batch shape), "state" (batch shape plus fields) or
+    "blocks" (one value per class block), or plain values."""
+    nb = xm.ndim - 1
+    return da.blockwise(
+        func, _batch_index(nb) + _CLASS, xm, _batch_index(nb) + _CLASS,
+        *_indexed(args, nb), align_arrays=False, concatenate=True, dtype=dtype,
+        meta=np.empty((0,) * xm.ndim, dtype=dtype), **kw,
+    )
+
+
+def _per_row(func: Any, xm: Any, dtype: Any, *args: Any, **kw: Any) -> Any:
+    """Blockwise giving one value per row of class-last xm, from (array, kind) args as
+    for _like_x (none "like" unless its classes are one chunk)."""
+    nb = xm.ndim - 1
+    return da.blockwise(
+        func, _batch_index(nb), *_indexed(args, nb), align_arrays=False, concatenate=True,
+        dtype=dtype, meta=np.empty((0,) * nb, dtype=dtype), **kw,
+    )
+
+
+def _indexed(args: tuple[Any, ...], nb: int) -> list[Any]:
+    b = _batch_index(nb)
+    index = {"like": b + _CLASS, "rows": b, "state": b + _FIELD, "blocks": _CLASS}
+    pairs: list[Any] = []
+    for a in args:
+        if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], da.Array):
+            pairs += [a[0], index[a[1]]]
+        else:
+            pairs += [a, None]
+    return pairs
+
+
+# --- results --------------------------------------------------------------------------
+
+
+def _finish_loss(total: np.ndarray, denominator: np.ndarray, counted: np.ndarray, *,
+                 code: int, result_dtype: Any) -> np.ndarray:
+    value = reduce_losses(code, None, float(total), float(denominator), result_dtype,
+                          int(counted))
+    return np.asarray(value, dtype=result_dtype)
+
+
+def _reduced(per_row: Any, code: int, result_dtype: Any, denominator: Any = None,
+             counted: Any = None) -> Any:
+    """A 0-d Dask array: the sum of per-row float64 values, or their mean over
+    `denominator` (0-d Dask arrays; default: the number of rows)."""
+    total = per_row.sum(dtype=np.float64)
+    if denominator is None:
+        denominator = da.asarray(float(per_row.size))
+        counted = da.asarray(per_row.size)
+    return da.map_blocks(_finish_loss, total, denominator, counted, code=code,
+                         result_dtype=result_dtype, dtype=result_dtype,
+                         meta=np.empty((), dtype=result_dtype))
+
+
+def _cast(a: np.ndarray, *, result_dtype: Any) -> np.ndarray:
+    return cast_result(np.asarray(a), np.dtype(result_dtype))
+
+
+# --- the softmax family ---------------------------------------------------------------
+
+
+def _call(func: Any, *blocks: Any, **kw: Any) -> Any:
+    return func(*blocks, **kw)
+
+
+def _call_where(func: Any, x: np.ndarray, mask: np.ndarray, **kw: Any) -> Any:
+    return func(x, where=mask, **kw)
+
+
+def _mask_like(where: Any, x: Any) -> Any:
+    return da.broadcast_to(_as_dask(where), x.shape).rechunk(x.chunks)
+
+
+def _normalize(np_func: Any, log: bool, x: Any, axis: int, temperature: float, where: Any,
+               out: Any, workers: int | None) -> Any:
+    _no_out(out, "out")
+    x = _as_dask(x)
+    ax = normalize_axis(axis, x.ndim)
+    dtype = np_func(np.zeros(_probe_shape(x.ndim, ax), x.dtype), axis=ax,
+                    temperature=temperature).dtype
+    w = _block_workers(workers)
+    if x.ndim and x.numblocks[ax] > 1 and temperature == 1.0 and where is None:
+        xm = _class_last(_float_logits(x), ax)
+        state = _merged_states(xm, "lse", 2, w)
+        result = _like_x(_from_state_block, xm, dtype, (state, "state"), log=log, workers=w)
+        return _class_back(result, ax)
+    x1 = _whole_classes(x, ax) if x.ndim else x
+    kw = {"axis": ax, "temperature": temperature, "workers": w}
+    if where is None:
+        return da.map_blocks(_call, np_func, x1, dtype=dtype, **kw)
+    return da.map_blocks(_call_where, np_func, x1, _mask_like(where, x1), dtype=dtype, **kw)
+
+
+def softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None,
+            out: Any = None, workers: int | None = None) -> Any:
+    return _normalize(_np_softmax, False, x, axis, temperature, where, out, workers)
+
+
+def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any = None,
+                out: Any = None, workers: int | None = None) -> Any:
+    return _normalize(_np_log_softmax, True, x, axis, temperature, where, out, workers)
+
+
+def _lse_rows(state: np.ndarray, *, result_dtype: Any) -> np.ndarray:
+    return _cast(_lse(state), result_dtype=result_dtype)
+
+
+def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, temperature: float = 1.0,
+              where: Any = None, out: Any = None, workers: int | None = None) -> Any:
+    _no_out(out, "out")
+    x = _as_dask(x)
+    ax = normalize_axis(axis, x.ndim)
+    dtype = _np_logsumexp(np.zeros(_probe_shape(x.ndim, ax), x.dtype), axis=ax,
+                          temperature=temperature).dtype
+    w = _block_workers(workers)
+    if x.ndim and x.numblocks[ax] > 1 and temperature == 1.0 and where is None:
+        xm = _class_last(_float_logits(x), ax)
+        state = _merged_states(xm, "lse", 2, w)
+        result = _per_row(_lse_rows, xm, dtype, (state, "state"), result_dtype=dtype)
+        return da.expand_dims(result, ax) if keepdims else result
+    x1 = _whole_classes(x, ax) if x.ndim else x
+    kw: dict[str, Any] = {"axis": ax, "keepdims": keepdims, "temperature": temperature,
+                          "workers": w}
+    shape_kw: dict[str, Any] = {}
+    if x.ndim:
+        shape_kw = {"chunks": tuple((1,) * len(c) if d == ax else c for d, c in
+                                    enumerate(x1.chunks))} if keepdims else {"drop_axis": ax}
+    if where is None:
+        return da.map_blocks(_call, _np_logsumexp, x1, dtype=dtype, **shape_kw, **kw)
+    return da.map_blocks(_call_where, _np_logsumexp, x1, _mask_like(where, x1), dtype=dtype,
+                         **shape_kw, **kw)
+
+
+def _backward_whole(np_func: Any, a: Any, g: Any, ax: int, dtype: Any, w: int) -> Any:
+    a1 = _whole_classes(a, ax)
+    return da.map_blocks(_call, np_func, a1, g.rechunk(a1.chunks), dtype=dtype, axis=ax,
+                         workers=w)
+
+
+def softmax_backward(grad_output: Any, probs: Any, *, axis: int = -1, out: Any = None,
+                     workers: int | None = None) -> Any:
+    _no_out(out, "out")
+    p, g = _as_dask(probs), _as_dask(grad_output)
+    if p.shape != g.shape:
+        raise ValueError(f"probs has shape {p.shape} but grad_output has shape {g.shape}")
+    ax = normalize_axis(axis, p.ndim)
+    probe = np.zeros(_probe_shape(p.ndim, ax))
+    dtype = _np_softmax_backward(probe.astype(g.dtype), probe.astype(p.dtype), axis=ax).dtype
+    if p.numblocks[ax] == 1:
+        return _backward_whole(_np_softmax_backward, g, p, ax, dtype, _block_workers(workers))
+    # The class axis split: p (g - sum(p g)), the row sums in float64 by Dask's tree.
+    dot = (p * g).sum(axis=ax, keepdims=True, dtype=np.float64)
+    return (p * (g - dot)).astype(dtype)
+
+
+def log_softmax_backward(grad_output: Any, log_probs: Any, *, axis: int = -1,
+                         out: Any = None, workers: int | None = None) -> Any:
+    _no_out(out, "out")
+    lp, g = _as_dask(log_probs), _as_dask(grad_output)
+    if lp.shape != g.shape:
+        raise ValueError(
+            f"log_probs has shape {lp.shape} but grad_output has shape {g.shape}"
+        )
+    ax = normalize_axis(axis, lp.ndim)
+    probe = np.zeros(_probe_shape(lp.ndim, ax))
+    dtype = _np_log_softmax_backward(probe.astype(g.dtype), probe.astype(lp.dtype),
+                                     axis=ax).dtype
+    if lp.numblocks[ax] == 1:
+        return _backward_whole(_np_log_softmax_backward, g, lp, ax, dtype,
+                               _block_workers(workers))
+    total = g.sum(axis=ax, keepdims=True, dtype=np.float64)
+    return (g - da.exp(lp.astype(np.float64)) * total).astype(dtype)
+
+
+def softmax_jacobian(probs: Any, *, axis: int = -1) -> Any:
+    p = _as_dask(probs)
+    ax = normalize_axis(axis, p.ndim)
+    dtype = _np_softmax_jacobian(np.zeros(_probe_shape(p.ndim, ax), p.dtype), axis=ax).dtype
+    pm = _whole_classes(_class_last(p, ax), p.ndim - 1)  # (batch..., C), C one chunk
+    n = p.shape[ax]
+    return da.map_blocks(_call, _np_softmax_jacobian, pm, axis=-1, dtype=dtype,
+                         new_axis=p.ndim, chunks=pm.chunks + ((n,),))
+
+
+# --- entropy and KL -------------------------------------------------------------------
+
+
+def _entropy_rows(state: np.ndarray, *, scale: float, result_dtype: Any) -> np.ndarray:
+    return _cast(state[..., 2] / scale, result_dtype=result_dtype)
+
+
+def entropy(x: Any, *, axis: int = -1, base: float | None = None, temperature: float = 1.0,
+            where: Any = None, workers: int | None = None) -> Any:
+    x = _as_dask(x)
+    ax = normalize_axis(axis, x.ndim)
+    scale = _log_base(base)
+    dtype = np.asarray(_np_entropy(np.zeros(_probe_shape(x.ndim, ax), x.dtype), axis=ax,
+                                   temperature=temperature)).dtype
+    w = _block_workers(workers)
+    if x.numblocks[ax] > 1 and temperature == 1.0 and where is None:
+        xm = _class_last(_float_logits(x), ax)
+        state = _merged_states(xm, "entropy", 3, w)
+        return _per_row(_entropy_rows, xm, dtype, (state, "state"), scale=scale,
+                        result_dtype=dtype)
+    x1 = _whole_classes(x, ax)
+    kw = {"axis": ax, "base": base, "temperature": temperature, "workers": w,
+          "drop_axis": ax}
+    if where is None:
+        return da.map_blocks(_call, _np_entropy, x1, dtype=dtype, **kw)
+    return da.map_blocks(_call_where, _np_entropy, x1, _mask_like(where, x1), dtype=dtype,
+                         **kw)
+
+
+def _kl_rows(state: np.ndarray, *, scale: float) -> np.ndarray:
+    return state[..., 4] / scale
+
+
+def _kl_grad_block(p: np.ndarray, q: np.ndarray, state: np.ndarray, *, scale: float,
+                   workers: int) -> np.ndarray:
+    fields = state.shape[-1]
+    st = state.reshape(-1, fields)
+    q_probs = _from_state_block(q, _core_array(st[:, 2:4]), log=False,
+                                workers=workers)
+    p_probs = _from_state_block(p, _core_array(st[:, 0:2]), log=False,
+                                workers=workers)
+    grad: np.ndarray = ((q_probs - p_probs) * q_probs.dtype.type(scale)).astype(q_probs.dtype)
+    return grad
+
+
+def _kl_whole_block(p: np.ndarray, q: np.ndarray, *rest: Any, grad: bool, **kw: Any) -> Any:
+    mask = rest[0] if rest else None
+    result = _np_kl_divergence(p, q, reduction="none", return_grad=grad, where=mask, **kw)
+    return result
+
+
+def _first(pair: Any) -> Any:
+    return pair[0]
+
+
+def _first_of_only(pairs: list[Any]) -> Any:
+    (pair,) = pairs  # the class axis was one chunk
+    return pair[0]
+
+
+def _losses_of_pairs(pairs: Any, ax: int, dtype: Any) -> Any:
+    """The first items of blocks of (losses, gradient) pairs, whose class axis `ax` is one
+    chunk: the losses, without that axis."""
+    index = _batch_index(pairs.ndim)
+    out_index = index[:ax] + index[ax + 1 :]
+    return da.blockwise(_first_of_only, out_index, pairs, index, concatenate=False,
+                        dtype=dtype, meta=np.empty((0,) * len(out_index), dtype=dtype))
+
+
+def _second(pair: Any) -> Any:
+    return pair[1]
+
+
+def kl_divergence(p_logits: Any, q_logits: Any, *, axis: int = -1, base: float | None = None,
+                  reduction: str = "none", temperature: float = 1.0, where: Any = None,
+                  return_grad: bool = False, workers: int | None = None) -> Any:
+    p, q = _as_dask(p_logits), _as_dask(q_logits)
+    if p.shape != q.shape:
+        raise ValueError(f"p_logits has shape {p.shape} but q_logits has shape {q.shape}")
+    ax = normalize_axis(axis, p.ndim)
+    code = _kl_reduction_code(reduction)
+    scale = _log_base(base)
+    probe = np.zeros(_probe_shape(p.ndim, ax))
+    dtype = np.asarray(_np_kl_divergence(probe.astype(p.dtype), probe.astype(q.dtype),
+                                         axis=ax, temperature=temperature)).dtype
+    compute = np.result_type(_float_logits(p).dtype, _float_logits(q).dtype)
+    p, q = p.astype(compute), q.astype(compute)
+    w = _block_workers(workers)
+    rows = math.prod(p.shape[:ax] + p.shape[ax + 1 :])
+    grad_scale = (1.0 / rows if code == 2 and rows else 1.0) / scale
+    if p.numblocks[ax] > 1 and temperature == 1.0 and where is None:
+        pm, qm = _class_last(p, ax), _class_last(q.rechunk(p.chunks), ax)
+        state = _merged_states(pm, "kl", 5, w, qm)
+        per_row = _per_row(_kl_rows, pm, np.float64, (state, "state"), scale=scale)
+        grad = None
+        if return_grad:
+            grad = _class_back(_like_x(_kl_grad_block, pm, dtype, (qm, "like"), (state, "state"),
+                                       scale=grad_scale, workers=w), ax)
+    else:
+        p1 = _whole_classes(p, ax)
+        args = [p1, q.rechunk(p1.chunks)]
+        if where is not None:
+            args.append(_mask_like(where, p1))
+        kw = {"axis": ax, "temperature": temperature, "workers": w}
+        row_meta = np.empty((0,) * (p.ndim - 1), dtype=dtype)
+        grad = None
+        if return_grad:
+            pair = da.map_blocks(_kl_whole_block, *args, grad=True, dtype=object,
+                                 meta=np.empty((0,) * p.ndim, dtype=object), **kw)
+            per_row = _losses_of_pairs(pair, ax, dtype)
+            grad = da.map_blocks(_second, pair, dtype=dtype,
+                                 meta=np.empty((0,) * p.ndim, dtype=dtype))
+            if grad_scale != 1.0:
+                grad = (grad * np.float64(grad_scale)).astype(dtype)
+        else:
+            per_row = da.map_blocks(_kl_whole_block, *args, grad=False, drop_axis=ax,
+                                    dtype=dtype, meta=row_meta, **kw)
+        if base is not None:
+            per_row = per_row.astype(np.float64) / scale
+    if code == 0:
+        kl = per_row.map_blocks(_cast, result_dtype=dtype, dtype=dtype,
+                                meta=np.empty((0,) * per_row.ndim, dtype=dtype))
+    else:
+        kl = _reduced(per_row.astype(np.float64), code, dtype, da.asarray(float(rows)),
+                      da.asarray(rows))
+    return (kl, grad) if return_grad else kl
+
+
+# --- cross-entropy and NLL ------------------------------------------------------------
+
+
+def _class_weights(weight: Any, n: int, compute: Any) -> np.ndarray | None:
+    """The class weights as the kernels see them (in the compute dtype), in float64."""
+    if weight is None:
+        return None
+    return np.asarray(weight, dtype=compute).reshape(n).astype(np.float64)
+
+
+def _check_labels(t: np.ndarray, n: int, ignore_index: int) -> None:
+    bad = (t != ignore_index) & ((t < 0) | (t >= n))
+    if bad.any():
+        value = int(t[np.flatnonzero(bad)[0]])
+        raise IndexError(
+            f"target {value} is out of range for {n} classes (valid: 0 to {n - 1}, or "
+            f"ignore_index={ignore_index})"
+        )
+
+
+def _label_weights(labels: np.ndarray, sample_weight: np.ndarray | None = None, *,
+                   weight: np.ndarray | None, ignore_index: int, n: int) -> np.ndarray:
+    """Per row: the weight the row counts with in "mean" (its class weight, times its
+    sample weight), 0 for ignored rows; float64. Checks the labels."""
+    t = np.asarray(labels).astype(np.int64, copy=False)
+    _check_labels(t.reshape(-1), n, ignore_index)
+    counted = t != ignore_index
+    safe = np.where(counted, t, 0)
+    w = weight[safe] if weight is not None else np.ones(t.shape)
+    if sample_weight is not None:
+        w = w * np.asarray(sample_weight, dtype=np.float64)
+    return np.where(counted, w, 0.0)
+
+
+def _counted_rows(labels: np.ndarray, *, ignore_index: int) -> np.ndarray:
+    counted: np.ndarray = (np.asarray(labels) != ignore_index).astype(np.float64)
+    return counted
+
+
+def _label_losses(state: np.ndarray, labels: np.ndarray, *, weight: np.ndarray | None,
+                  ignore_index: int, n: int) -> np.ndarray:
+    """Per-row losses w_t (lse - z_t) from merged (m, s, z_t), float64."""
+    row_weight = _label_weights(labels, weight=weight, ignore_index=ignore_index, n=n)
+    st = state.reshape(row_weight.shape + (state.shape[-1],))
+    with np.errstate(invalid="ignore"):
+        loss = row_weight * (_lse(st) - st[..., 2])
+    return np.where(np.asarray(labels) != ignore_index, loss, 0.0)
+
+
+def _label_grad_block(block: np.ndarray, state: np.ndarray, labels: np.ndarray,
+                      row_scale: np.ndarray, offset: np.ndarray, *, ignore_index: int,
+                      workers: int) -> np.ndarray:
+    """row_scale * (softmax - onehot(target)) for one class block, from merged states."""
+    rows = _rows2d(block)
+    out = np.empty_like(rows)
+    st = _core_array(state.reshape(rows.shape[0], state.shape[-1])[:, :2])
+    scale = _core_array(row_scale, np.float64).reshape(-1)
+    _core._rows_from_state(rows, st, scale, out, False, workers)
+    t = np.asarray(labels).reshape(-1).astype(np.int64) - int(offset[0])
+    inside = (t >= 0) & (t < rows.shape[1]) & (np.asarray(labels).reshape(-1) != ignore_index)
+    r = np.flatnonzero(inside)
+    out[r, t[r]] -= scale[r].astype(out.dtype)
+    return out.reshape(block.shape)
+
+
+def _grad_scale(denominator: np.ndarray, counted: np.ndarray, *, code: int) -> np.ndarray:
+    """What multiplies every gradient: 1/denominator for "mean" (0 when nothing counts)."""
+    if code != 2:
+        return np.asarray(1.0)
+    return np.asarray(1.0 / float(denominator) if float(counted) > 0 else 0.0)
+
+
+def _ce_whole_block(block: np.ndarray, target: np.ndarray, *rest: Any, has_where: bool,
+                    has_sample_weight: bool, grad: bool, **kw: Any) -> Any:
+    """The NumPy cross_entropy of one block with its classes whole (class axis last)."""
+    rest_list = list(rest)
+    where = rest_list.pop(0) if has_where else None
+    sample_weight = rest_list.pop(0) if has_sample_weight else None
+    return _np_cross_entropy(block, target, axis=-1, where=where, sample_weight=sample_weight,
+                             reduction="none", return_grad=grad, **kw)
+
+
+def _scaled(grad: np.ndarray, inv: np.ndarray, *, result_dtype: Any) -> np.ndarray:
+    scaled: np.ndarray = (grad * inv).astype(result_dtype)
+    return scaled
+
+
+def cross_entropy(logits: Any, target: Any, *, axis: int = -1, weight: Any = None,
+                  ignore_index: int = -100, label_smoothing: float = 0.0,
+                  reduction: str = "mean", return_grad: bool = False, grad_out: Any = None,
+                  temperature: float = 1.0, softcap: float | None = None,
+                  z_loss: float = 0.0, where: Any = None, sample_weight: Any = None,
+                  workers: int | None = None) -> Any:
+    _no_out(grad_out, "grad_out")
+    x = _as_dask(logits)
+    t = _as_dask(target)
+    ax = normalize_axis(axis, x.ndim)
+    code = reduction_code(reduction)
+    n = x.shape[ax]
+    probs = t.shape == x.shape and t.dtype.kind not in "biu"
+    if not probs and t.dtype.kind not in "iu":
+        raise TypeError(f"target must be integer class indices or probabilities of the "
+                        f"logits' shape, got dtype {t.dtype} and shape {t.shape}")
+    # The NumPy function on one row checks the options and gives the result dtype.
+    probe_shape = _probe_shape(x.ndim, ax)[:ax] + (n,) + _probe_shape(x.ndim, ax)[ax + 1 :]
+    probe_target = (np.full(probe_shape, 1.0 / max(n, 1), dtype=t.dtype) if probs
+                    else np.zeros(probe_shape[:ax] + probe_shape[ax + 1 :], dtype=t.dtype))
+    options = {"weight": weight, "ignore_index": ignore_index,
+               "label_smoothing": label_smoothing, "temperature": temperature,
+               "softcap": softcap, "z_loss": z_loss}
+    dtype = np.asarray(_np_cross_entropy(np.zeros(probe_shape, x.dtype), probe_target,
+                                         axis=ax, reduction="none", **options)).dtype
+    x = _float_logits(x)
+    compute = np.float32 if x.dtype.itemsize <= 4 else np.float64
+    w_classes = _class_weights(weight, n, compute)
+    wk = _block_workers(workers)
+    xm = _class_last(x, ax)
+    t_rows = t if not probs else None
+    split = (xm.numblocks[-1] > 1 and not probs and label_smoothing == 0 and
+             temperature == 1.0 and softcap is None and z_loss == 0 and where is None and
+             sample_weight is None)
+    sw = None if sample_weight is None else _row_aligned(
+        da.broadcast_to(_as_dask(sample_weight), xm.shape[:-1]), xm, "sample_weight")
+
+    # Per row: the weight it counts with in "mean", and whether it counts.
+    if probs:
+        row_weight = sw.astype(np.float64) if sw is not None else da.ones(
+            xm.shape[:-1], chunks=xm.chunks[:-1])
+        counted = da.asarray(math.prod(xm.shape[:-1]))
+    else:
+        labels = _row_aligned(t_rows, xm, "target")
+        row_args = [(labels, "rows")] + ([(sw, "rows")] if sw is not None else [])
+        row_weight = _per_row(_label_weights, xm, np.float64, *row_args, weight=w_classes,
+                              ignore_index=ignore_index, n=n)
+        counted = _per_row(_counted_rows, xm, np.float64, (labels, "rows"),
+                           ignore_index=ignore_index).sum()
+    denominator = row_weight.sum(dtype=np.float64)
+    inv = da.map_blocks(_grad_scale, denominator, counted, code=code, dtype=np.float64,
+                        meta=np.empty((), dtype=np.float64))
+
+    grad = None
+    if split:
+        state = _merged_states(xm, "labels", 3, wk, labels, ignore_index=ignore_index)
+        per_row = _per_row(_label_losses, xm, np.float64, (state, "state"), (labels, "rows"),
+                           weight=w_classes, ignore_index=ignore_index, n=n)
+        if return_grad:
+            row_scale = row_weight * inv
+            grad = _like_x(_label_grad_block, xm, dtype, (state, "state"), (labels, "rows"),
+                           (row_scale, "rows"), (_class_offsets(xm), "blocks"),
+                           ignore_index=ignore_index, workers=wk)
+            grad = _class_back(grad, ax)
+    else:
+        x1 = _whole_classes(xm, xm.ndim - 1)
+        target1 = (t.rechunk(x.chunks) if probs else labels)
+        target1 = _class_last(target1, ax) if probs else target1
+        args: list[Any] = [(target1.rechunk(x1.chunks) if probs else target1,
+                            "like" if probs else "rows")]
+        if where is not None:
+            args.append((_class_last(_mask_like(where, x), ax).rechunk(x1.chunks), "like"))
+        if sw is not None:
+            args.append((sw, "rows"))
+        kw = dict(options, has_where=where is not None, has_sample_weight=sw is not None,
+                  workers=wk)
+        if return_grad:
+            pair = _like_x(_ce_whole_block, x1, object, *args, grad=True, **kw)
+            per_row = _losses_of_pairs(pair, x1.ndim - 1, dtype)
+            grad = da.map_blocks(_second, pair, dtype=dtype,
+                                 meta=np.empty((0,) * x1.ndim, dtype=dtype))
+            if code == 2:
+                grad = da.map_blocks(_scaled, grad, inv, result_dtype=dtype, dtype=dtype)
+            grad = _class_back(grad, ax)
+        else:
+            per_row = _per_row(_ce_whole_block, x1, dtype, (x1, "like"), *args, grad=False,
+                               **kw)
+    if code == 0:
+        loss = per_row.map_blocks(_cast, result_dtype=dtype, dtype=dtype,
+                                  meta=np.empty((0,) * per_row.ndim, dtype=dtype))
+    else:
+        loss = _reduced(per_row.astype(np.float64), code, dtype, denominator, counted)
+    return (loss, grad) if return_grad else loss
+
+
+def _nll_block(block: np.ndarray, labels: np.ndarray, offset: np.ndarray, *,
+               weight: np.ndarray | None, ignore_index: int, n: int) -> np.ndarray:
+    """-w_t log p_t of the rows whose target is in this class block, 0 elsewhere."""
+    t = np.asarray(labels).astype(np.int64)
+    _check_labels(t.reshape(-1), n, ignore_index)
+    local = t - int(offset[0])
+    width = block.shape[-1]
+    inside = (local >= 0) & (local < width) & (t != ignore_index)
+    w = None if weight is None else weight[int(offset[0]) : int(offset[0]) + width]
+    per_row = _np_nll_loss(block, np.where(inside, local, -1), axis=-1, weight=w,
+                           ignore_index=-1, reduction="none")
+    return np.asarray(per_row, dtype=np.float64)[..., None]
+
+
+def nll_loss(log_probs: Any, target: Any, *, axis: int = -1, weight: Any = None,
+             ignore_index: int = -100, reduction: str = "mean",
+             workers: int | None = None) -> Any:
+    _block_workers(workers)  # checked, as the NumPy function does
+    x = _as_dask(log_probs)
+    ax = normalize_axis(axis, x.ndim)
+    code = reduction_code(reduction)
+    n = x.shape[ax]
+    t = _as_dask(target)
+    probe_shape = _probe_shape(x.ndim, ax)[:ax] + (n,) + _probe_shape(x.ndim, ax)[ax + 1 :]
+    dtype = np.asarray(_np_nll_loss(np.zeros(probe_shape, x.dtype),
+                                    np.zeros(probe_shape[:ax] + probe_shape[ax + 1 :], t.dtype),
+                                    axis=ax, weight=weight, ignore_index=ignore_index,
+                                    reduction="none")).dtype
+    x = _float_logits(x)
+    compute = np.float32 if x.dtype.itemsize <= 4 else np.float64
+    w_classes = _class_weights(weight, n, compute)
+    xm = _class_last(x, ax)
+    labels = _row_aligned(t, xm, "target")
+    nb = xm.ndim - 1
+    b = _batch_index(nb)
+    # One value per row and class block (one of them nonzero), summed over the blocks.
+    parts = da.blockwise(
+        _nll_block, b + _CLASS, xm, b + _CLASS, labels, b, _class_offsets(xm), _CLASS,
+        adjust_chunks={_CLASS: 1}, align_arrays=False, dtype=np.float64,
+        meta=np.empty((0,) * xm.ndim), weight=w_classes, ignore_index=ignore_index, n=n,
+    )
+    per_row = parts.sum(axis=-1) if xm.numblocks[-1] > 1 else parts[..., 0]
+    if code == 0:
+        return per_row.map_blocks(_cast, result_dtype=dtype, dtype=dtype,
+                                  meta=np.empty((0,) * per_row.ndim, dtype=dtype))
+    row_weight = _per_row(_label_weights, xm, np.float64, (labels, "rows"), weight=w_classes,
+                          ignore_index=ignore_index, n=n)
+    counted = _per_row(_counted_rows, xm, np.float64, (labels, "rows"),
+                       ignore_index=ignore_index).sum()
+    return _reduced(per_row, code, dtype, row_weight.sum(dtype=np.float64), counted)
+
+
+# --- the binary family ----------------------------------------------------------------
+
+
+def sigmoid(x: Any, *, out: Any = None, workers: int | None = None) -> Any:
+    _no_out(out, "out")
+    x = _as_dask(x)
+    dtype = _np_sigmoid(np.zeros((1,) * x.ndim, x.dtype)).dtype
+    return da.map_blocks(_call, _np_sigmoid, x, dtype=dtype, workers=_block_workers(workers))
+
+
+def log_sigmoid(x: Any, *, out: Any = None, workers: int | None = None) -> Any:
+    _no_out(out, "out")
+    x = _as_dask(x)
+    dtype = _np_log_sigmoid(np.zeros((1,) * x.ndim, x.dtype)).dtype
+    return da.map_blocks(_call, _np_log_sigmoid, x, dtype=dtype,
+                         workers=_block_workers(workers))
+
+
+def _bce_block(z: np.ndarray, y: np.ndarray, *rest: Any, has: tuple[bool, bool, bool],
+               grad: bool, code: int, **kw: Any) -> Any:
+    rest_list = list(rest)
+    weight = rest_list.pop(0) if has[0] else None
+    pos_weight = rest_list.pop(0) if has[1] else None
+    sample_weight = rest_list.pop(0) if has[2] else None
+    result: Any = _np_bce(z, y, weight=weight, pos_weight=pos_weight,
+                          sample_weight=sample_weight,
+                          reduction="none" if code == 0 else "sum", return_grad=grad, **kw)
+    if code == 0:
+        return result
+    # A block's sum, kept as one float64 per block (the blocks' sums are added by Dask).
+    if grad:
+        loss, g = result
+        return np.full((1,) * z.ndim, float(loss)), g
+    return np.full((1,) * z.ndim, float(result))
+
+
+def binary_cross_entropy(logits: Any, target: Any, *, weight: Any = None,
+                         pos_weight: Any = None, sample_weight: Any = None,
+                         reduction: str = "mean", return_grad: bool = False,
+                         grad_out: Any = None, workers: int | None = None) -> Any:
+    _no_out(grad_out, "grad_out")
+    z = _as_dask(logits)
+    y = _as_dask(target)
+    if y.shape != z.shape:
+        raise ValueError(f"target has shape {y.shape}, expected the logits' shape {z.shape}")
+    if z.ndim == 0:
+        z, y = z.reshape(1), y.reshape(1)
+        result = binary_cross_entropy(z, y, weight=weight, pos_weight=pos_weight,
+                                      sample_weight=sample_weight, reduction=reduction,
+                                      return_grad=return_grad, workers=workers)
+        if return_grad:
+            loss, grad = result
+            return (loss.reshape(()) if reduction == "none" else loss), grad.reshape(())
+        return result.reshape(()) if reduction == "none" else result
+    code = reduction_code(reduction)
+    one = (1,) * z.ndim
+    dtype = np.asarray(_np_bce(np.zeros(one, z.dtype), np.zeros(one, y.dtype),
+                               reduction="none")).dtype
+    index = _batch_index(z.ndim)
+    pairs: list[Any] = [z, index, y.rechunk(z.chunks), index]
+    for value in (weight, pos_weight):
+        if value is not None:
+            pairs += [da.broadcast_to(_as_dask(value), z.shape).rechunk(z.chunks), index]
+    size = math.prod(z.shape)
+    samples = z.shape[0]
+    denominator = da.asarray(float(size))
+    if sample_weight is not None:
+        sw = da.broadcast_to(_as_dask(sample_weight), (samples,)).astype(np.float64)
+        sw = sw.rechunk((z.chunks[0],))
+        pairs += [sw, index[0]]
+        denominator = sw.sum(dtype=np.float64) * float(size // samples if samples else 0)
+    has = (weight is not None, pos_weight is not None, sample_weight is not None)
+    kw = {"has": has, "code": code, "workers": _block_workers(workers)}
+    # Per block: the losses ("none") or a (1, ..., 1) block of their float64 sum.
+    loss_chunks = {} if code == 0 else {i: 1 for i in index}
+    loss_dtype = dtype if code == 0 else np.float64
+    grad = None
+    if return_grad:
+        pair = da.blockwise(_bce_block, index, *pairs, align_arrays=False, dtype=object,
+                            meta=np.empty((0,) * z.ndim, dtype=object), grad=True, **kw)
+        per_block = da.blockwise(_first, index, pair, index, adjust_chunks=loss_chunks,
+                                 dtype=loss_dtype,
+                                 meta=np.empty((0,) * z.ndim, dtype=loss_dtype))
+        grad = da.blockwise(_second, index, pair, index, dtype=dtype,
+                            meta=np.empty((0,) * z.ndim, dtype=dtype))
+    else:
+        per_block = da.blockwise(_bce_block, index, *pairs, align_arrays=False,
+                                 adjust_chunks=loss_chunks, dtype=loss_dtype,
+                                 meta=np.empty((0,) * z.ndim, dtype=loss_dtype), grad=False,
+                                 **kw)
+    if code == 0:
+        return (per_block, grad) if return_grad else per_block
+    loss = _reduced(per_block, code, dtype, denominator, da.asarray(size))
+    if grad is not None and code == 2:
+        inv = da.map_blocks(_grad_scale, denominator, da.asarray(size), code=2,
+                            dtype=np.float64, meta=np.empty((), dtype=np.float64))
+        grad = da.map_blocks(_scaled, grad, inv, result_dtype=dtype, dtype=dtype)
+    return (loss, grad) if return_grad else loss
