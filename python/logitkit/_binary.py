@@ -302,11 +302,16 @@ def binary_cross_entropy(
             check_out(grad_out, z.shape, result_dtype, "grad_out")
         # Elementwise: each logit is read before its gradient is written, so the gradient
         # may go straight into grad_out, even when that is the logits themselves; any
-        # other overlap (with the target or the weights) goes through a temporary.
+        # other overlap (with the target, the weights or the per-sample weights the
+        # kernel reads, sw) goes through a temporary.
         writable_in_place = (
             grad_out is not None
             and grad_out.flags.c_contiguous
-            and direct_out(grad_out, zc, y, w, pw)
+            and (
+                direct_out(grad_out, zc, y, w, pw)
+                if sw is None
+                else direct_out(grad_out, zc, y, w, pw, sw)
+            )
         )
         grad = grad_out if writable_in_place else np.empty_like(zc)
     size = zc.size

@@ -19,6 +19,7 @@ from ._arrays import (
     copy_result,
     direct_out,
     normalize_axis,
+    overlaps_any,
     plain_out,
     scratch_like,
 )
@@ -56,7 +57,15 @@ def _normalize(
     threads = resolve_workers(workers)
     if out is not None and plain_out(x, out):
         scale, mask = _options(temperature, where, x.shape)
-        kernel(x, out, normalize_axis(axis, x.ndim), threads, scale, mask)
+        ax = normalize_axis(axis, x.ndim)
+        # The kernel reads the where= mask while it writes out: an out over the mask's
+        # bytes goes through a temporary (checked only when there is a mask).
+        if mask is None or not overlaps_any(out, (mask,)):
+            kernel(x, out, ax, threads, scale, mask)
+        else:
+            result = scratch_like(out, x.dtype)
+            kernel(x, result, ax, threads, scale, mask)
+            copy_result(out, result)
         return out
     a, result_dtype = as_float_array(x)
     ax = normalize_axis(axis, a.ndim)
@@ -66,7 +75,7 @@ def _normalize(
         kernel(a, result, ax, threads, scale, mask)
         return result if result_dtype is a.dtype else cast_result(result, result_dtype)
     check_out(out, a.shape, result_dtype)
-    if direct_out(out, a):
+    if direct_out(out, a) if mask is None else direct_out(out, a, mask):
         kernel(a, out, ax, threads, scale, mask)
     else:
         result = scratch_like(out, a.dtype)
@@ -271,7 +280,9 @@ def logsumexp(
     expected = a.shape[:ax] + (1,) + a.shape[ax + 1 :] if keepdims else reduced
     check_out(out, expected, result_dtype)
     target = np.squeeze(out, axis=ax) if keepdims else out  # a view, never a copy
-    if direct_out(target, a):
+    # (The mask is read while results are written: an out over its bytes, too, goes
+    # through a temporary.)
+    if direct_out(target, a) if mask is None else direct_out(target, a, mask):
         _core.logsumexp(a, target, ax, threads, scale, mask)
     else:
         result = scratch_like(target, a.dtype)
