@@ -22,6 +22,18 @@ void check_contiguous(const StridedArray& a, std::size_t dims, idx element, cons
   }
 }
 
+// The distance between rows of a rows x n array whose rows are contiguous, in elements
+// (row blocks of a larger array, e.g. a Dask block of columns, are used in place).
+idx row_stride_of(const StridedArray& a, idx element, const char* what) {
+  if (a.shape.size() != 2) throw std::invalid_argument(std::string(what) + ": wrong rank");
+  if (a.shape[1] > 1 && a.strides[1] != element)
+    throw std::invalid_argument(std::string(what) + " must be contiguous along its rows");
+  if (a.shape[0] <= 1) return a.shape[1];
+  if (a.strides[0] % element != 0 || a.strides[0] / element < a.shape[1])
+    throw std::invalid_argument(std::string(what) + ": rows must not overlap");
+  return a.strides[0] / element;
+}
+
 // Rows per task for rows of n elements (and at least one row of states to write).
 idx task_rows(idx n) { return rows_per_task(n > 0 ? n : 1); }
 
@@ -45,7 +57,7 @@ void non_finite_state(const S* x, idx n, double* state) {
 template <class S>
 void row_states_typed(const StridedArray& x, const StridedArray& state, int workers) {
   using T = compute_t<S>;
-  check_contiguous(x, 2, sizeof(S), "x");
+  const idx x_row = row_stride_of(x, sizeof(S), "x");
   check_contiguous(state, 2, sizeof(double), "state");
   const idx rows = x.shape[0], n = x.shape[1], fields = state.shape[1];
   if (state.shape[0] != rows || fields < 2)
@@ -58,7 +70,7 @@ void row_states_typed(const StridedArray& x, const StridedArray& state, int work
   parallel_for(tasks, workers_for(rows * n, workers), [&](idx t) {
     const idx end = (t + 1) * block < rows ? (t + 1) * block : rows;
     for (idx r = t * block; r < end; ++r) {
-      const S* row = xp + r * n;
+      const S* row = xp + r * x_row;
       double* st = sp + r * fields;
       if (n == 0) {
         st[0] = -INFINITY;
@@ -82,8 +94,8 @@ template <class S>
 void from_state_typed(const StridedArray& x, const StridedArray& state, const double* row_scale,
                       const StridedArray& out, bool log, int workers) {
   using T = compute_t<S>;
-  check_contiguous(x, 2, sizeof(S), "x");
-  check_contiguous(out, 2, sizeof(S), "out");
+  const idx x_row = row_stride_of(x, sizeof(S), "x");
+  const idx out_row = row_stride_of(out, sizeof(S), "out");
   check_contiguous(state, 2, sizeof(double), "state");
   const idx rows = x.shape[0], n = x.shape[1], fields = state.shape[1];
   if (out.shape != x.shape) throw std::invalid_argument("out must have x's shape");
@@ -99,8 +111,8 @@ void from_state_typed(const StridedArray& x, const StridedArray& state, const do
   parallel_for(tasks, workers_for(rows * n, workers), [&](idx t) {
     const idx end = (t + 1) * block < rows ? (t + 1) * block : rows;
     for (idx r = t * block; r < end; ++r) {
-      const S* row = xp + r * n;
-      S* o = op + r * n;
+      const S* row = xp + r * x_row;
+      S* o = op + r * out_row;
       const double m = sp[r * fields], s = sp[r * fields + 1];
       const double scale = row_scale ? row_scale[r] : 1.0;
       if (!log && scale == 0) {

@@ -14,7 +14,8 @@
 // row whose merged m is not finite (the kernels' softmax of such a row), and logsumexp is
 // then m itself.
 //
-// Arrays are C-contiguous: x and out are rows x n, states rows x `fields` doubles (m and s
+// x and out are rows x n with contiguous rows, any distance apart (a block of columns of a
+// larger array is used in place); states are C-contiguous rows x `fields` doubles (m and s
 // are fields 0 and 1; other fields are the caller's and are not touched). The caller (the
 // Python layer) guarantees the shapes; these functions throw std::invalid_argument if they
 // are wrong. `workers` as elsewhere: results are bit-identical for every value.

@@ -129,12 +129,20 @@ def _class_offsets(xm: Any) -> Any:
 def _core_array(a: Any, dtype: Any = None) -> np.ndarray:
     """C-contiguous and aligned, as the core's entry points take arrays: blocks that come
     from another worker process are unpickled from a byte buffer, at any address."""
-    return np.require(a, dtype=dtype, requirements=("C", "A"))
+    a = np.asarray(a, dtype=dtype)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    return np.require(a, requirements=("C", "A"))
 
 
 def _rows2d(block: np.ndarray) -> np.ndarray:
-    """A class-last block as C-contiguous, aligned rows x classes."""
+    """A class-last block as aligned rows x classes, each row contiguous: a block of
+    columns of a larger array stays a view (the core takes any distance between rows)."""
     n = block.shape[-1]
+    if (block.ndim == 2 and block.flags.aligned and block.dtype.isnative
+            and (n <= 1 or block.strides[1] == block.itemsize)
+            and block.strides[0] >= n * block.itemsize):
+        return block
     return _core_array(block).reshape(math.prod(block.shape[:-1]), n)
 
 
@@ -314,6 +322,24 @@ def _per_row(func: Any, xm: Any, dtype: Any, *args: Any, **kw: Any) -> Any:
     )
 
 
+def _with_class_axis(*blocks: Any, block_func: Any, **kw: Any) -> np.ndarray:
+    return np.asarray(block_func(*blocks, **kw))[..., None]
+
+
+def _reduce_whole(func: Any, xm: Any, dtype: Any, *args: Any, **kw: Any) -> Any:
+    """func(block of xm, ...) per block of class-last xm whose classes are one chunk,
+    giving one value per row. (Not by dropping the class axis in blockwise: Dask would
+    concatenate the single block along it, a copy of every block.)"""
+    nb = xm.ndim - 1
+    index = _batch_index(nb) + _CLASS
+    kept = da.blockwise(
+        _with_class_axis, index, xm, index, *_indexed(args, nb), adjust_chunks={_CLASS: 1},
+        align_arrays=False, dtype=dtype, meta=np.empty((0,) * xm.ndim, dtype=dtype),
+        block_func=func, **kw,
+    )
+    return kept[..., 0]
+
+
 def _indexed(args: tuple[Any, ...], nb: int) -> list[Any]:
     b = _batch_index(nb)
     index = {"like": b + _CLASS, "rows": b, "state": b + _FIELD, "blocks": _CLASS}
@@ -415,17 +441,19 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, temperature: fl
         state = _merged_states(xm, "lse", 2, w)
         result = _per_row(_lse_rows, xm, dtype, (state, "state"), result_dtype=dtype)
         return da.expand_dims(result, ax) if keepdims else result
-    x1 = _whole_classes(x, ax) if x.ndim else x
-    kw: dict[str, Any] = {"axis": ax, "keepdims": keepdims, "temperature": temperature,
-                          "workers": w}
-    shape_kw: dict[str, Any] = {}
-    if x.ndim:
-        shape_kw = {"chunks": tuple((1,) * len(c) if d == ax else c for d, c in
-                                    enumerate(x1.chunks))} if keepdims else {"drop_axis": ax}
-    if where is None:
-        return da.map_blocks(_call, _np_logsumexp, x1, dtype=dtype, **shape_kw, **kw)
-    return da.map_blocks(_call_where, _np_logsumexp, x1, _mask_like(where, x1), dtype=dtype,
-                         **shape_kw, **kw)
+    w_kw = {"temperature": temperature, "workers": w}
+    if not x.ndim:
+        return da.map_blocks(_call, _np_logsumexp, x, dtype=dtype, **w_kw)
+    xm = _whole_classes(_class_last(x, ax), x.ndim - 1)
+    args = [] if where is None else [(_class_last(_mask_like(where, x), ax).rechunk(xm.chunks),
+                                      "like")]
+    result = _reduce_whole(_logsumexp_where, xm, dtype, *args, has_where=where is not None,
+                           **w_kw)
+    return da.expand_dims(result, ax) if keepdims else result
+
+
+def _logsumexp_where(x: np.ndarray, *rest: Any, has_where: bool, **kw: Any) -> Any:
+    return _np_logsumexp(x, axis=-1, where=rest[0] if has_where else None, **kw)
 
 
 def _backward_whole(np_func: Any, a: Any, g: Any, ax: int, dtype: Any, w: int) -> Any:
@@ -499,13 +527,15 @@ def entropy(x: Any, *, axis: int = -1, base: float | None = None, temperature: f
         state = _merged_states(xm, "entropy", 3, w)
         return _per_row(_entropy_rows, xm, dtype, (state, "state"), scale=scale,
                         result_dtype=dtype)
-    x1 = _whole_classes(x, ax)
-    kw = {"axis": ax, "base": base, "temperature": temperature, "workers": w,
-          "drop_axis": ax}
-    if where is None:
-        return da.map_blocks(_call, _np_entropy, x1, dtype=dtype, **kw)
-    return da.map_blocks(_call_where, _np_entropy, x1, _mask_like(where, x1), dtype=dtype,
-                         **kw)
+    xm = _whole_classes(_class_last(x, ax), x.ndim - 1)
+    args = [] if where is None else [(_class_last(_mask_like(where, x), ax).rechunk(xm.chunks),
+                                      "like")]
+    return _reduce_whole(_entropy_where, xm, dtype, *args, has_where=where is not None,
+                         base=base, temperature=temperature, workers=w)
+
+
+def _entropy_where(x: np.ndarray, *rest: Any, has_where: bool, **kw: Any) -> Any:
+    return _np_entropy(x, axis=-1, where=rest[0] if has_where else None, **kw)
 
 
 def _kl_rows(state: np.ndarray, *, scale: float) -> np.ndarray:
@@ -578,24 +608,23 @@ def kl_divergence(p_logits: Any, q_logits: Any, *, axis: int = -1, base: float |
             grad = _class_back(_like_x(_kl_grad_block, pm, dtype, (qm, "like"), (state, "state"),
                                        scale=grad_scale, workers=w), ax)
     else:
-        p1 = _whole_classes(p, ax)
-        args = [p1, q.rechunk(p1.chunks)]
+        pm = _whole_classes(_class_last(p, ax), p.ndim - 1)
+        args: list[Any] = [(_class_last(q, ax).rechunk(pm.chunks), "like")]
         if where is not None:
-            args.append(_mask_like(where, p1))
-        kw = {"axis": ax, "temperature": temperature, "workers": w}
-        row_meta = np.empty((0,) * (p.ndim - 1), dtype=dtype)
+            args.append((_class_last(_mask_like(where, p), ax).rechunk(pm.chunks), "like"))
+        kw = {"axis": -1, "temperature": temperature, "workers": w}
         grad = None
         if return_grad:
-            pair = da.map_blocks(_kl_whole_block, *args, grad=True, dtype=object,
-                                 meta=np.empty((0,) * p.ndim, dtype=object), **kw)
-            per_row = _losses_of_pairs(pair, ax, dtype)
+            pair = _like_x(_kl_whole_block, pm, object, *args, grad=True, **kw)
+            per_row = _losses_of_pairs(pair, pm.ndim - 1, dtype)
             grad = da.map_blocks(_second, pair, dtype=dtype,
                                  meta=np.empty((0,) * p.ndim, dtype=dtype))
             if grad_scale != 1.0:
-                grad = (grad * np.float64(grad_scale)).astype(dtype)
+                grad = da.map_blocks(_scaled, grad, da.asarray(grad_scale),
+                                     result_dtype=dtype, dtype=dtype)
+            grad = _class_back(grad, ax)
         else:
-            per_row = da.map_blocks(_kl_whole_block, *args, grad=False, drop_axis=ax,
-                                    dtype=dtype, meta=row_meta, **kw)
+            per_row = _reduce_whole(_kl_whole_block, pm, dtype, *args, grad=False, **kw)
         if base is not None:
             per_row = per_row.astype(np.float64) / scale
     if code == 0:
@@ -779,8 +808,7 @@ def cross_entropy(logits: Any, target: Any, *, axis: int = -1, weight: Any = Non
                 grad = da.map_blocks(_scaled, grad, inv, result_dtype=dtype, dtype=dtype)
             grad = _class_back(grad, ax)
         else:
-            per_row = _per_row(_ce_whole_block, x1, dtype, (x1, "like"), *args, grad=False,
-                               **kw)
+            per_row = _reduce_whole(_ce_whole_block, x1, dtype, *args, grad=False, **kw)
     if code == 0:
         loss = per_row.map_blocks(_cast, result_dtype=dtype, dtype=dtype,
                                   meta=np.empty((0,) * per_row.ndim, dtype=dtype))
