@@ -97,6 +97,14 @@ def test_non_finite_rows(simd_target, chunking):
     _close(loss, expected_loss, np.float64)
     _close(grad, expected_grad, np.float64)
     _close(lk.kl_divergence(dx, dx[::-1]), lk.kl_divergence(x, x[::-1]), np.float64)
+    y = lk.softmax(_logits(seed=4))
+    sw = np.linspace(0, 2, ROWS)
+    for target, kw in [(t, {"label_smoothing": 0.1}), (t, {"z_loss": 0.01, "sample_weight": sw}),
+                       (y, {}), (y, {"label_smoothing": 0.2, "weight": np.ones(CLASSES) / 2})]:
+        loss, grad = lk.cross_entropy(dx, target, reduction="none", return_grad=True, **kw)
+        expected = lk.cross_entropy(x, target, reduction="none", return_grad=True, **kw)
+        _close(loss, expected[0], np.float64)
+        _close(grad, expected[1], np.float64)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -175,15 +175,66 @@ def _fields_lse(block: np.ndarray, offset: int, *, workers: int) -> np.ndarray:
     return _softmax_state(block, workers)
 
 
+def _centred_sum(rows: np.ndarray, m: np.ndarray, weights: np.ndarray | None,
+                 totals: np.ndarray) -> np.ndarray:
+    """Per row: sum over the block of weights_j (x_j - m) in float64 (weights: per class,
+    or per element, or None for 1s), with rows of -inf only (m = -inf) at -inf where their
+    weights sum (`totals`) to more than 0, else 0. Every term has the sign of its weight:
+    x - m <= 0, so nothing cancels."""
+    compute = np.result_type(rows.dtype, np.float32)
+    finite = np.isfinite(m)
+    shift = np.where(finite, m, 0).astype(compute)[:, None]
+    centred = rows.astype(compute, copy=False) - shift
+    if weights is None:
+        total = centred.sum(axis=1, dtype=np.float64)
+    else:
+        total = (centred * weights.astype(compute, copy=False)).sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(m == -np.inf, np.where(totals > 0, -np.inf, 0.0), total)
+
+
 def _fields_labels(block: np.ndarray, offset: int, labels: np.ndarray, *, workers: int,
-                   ignore_index: int) -> np.ndarray:
-    """(m, s, target logit where the target is in this block else 0)."""
-    state = _softmax_state(block, workers, fields=3)
+                   ignore_index: int, smoothing: float, weight: np.ndarray | None,
+                   **unused: Any) -> np.ndarray:
+    """(m, s, target logit where the target is in this block else 0, and with label
+    smoothing D = sum of w_j (x_j - m) and W = sum of w_j over the block's classes)."""
+    state = _softmax_state(block, workers, fields=5)
     rows = _rows2d(block)
-    t = np.asarray(labels).reshape(-1).astype(np.int64) - offset
-    inside = (t >= 0) & (t < rows.shape[1]) & (np.asarray(labels).reshape(-1) != ignore_index)
+    width = rows.shape[1]
+    t = np.asarray(labels).reshape(-1).astype(np.int64)
+    local = t - offset
+    inside = (local >= 0) & (local < width) & (t != ignore_index)
     r = np.flatnonzero(inside)
-    state[r, 2] = rows[r, t[r]]
+    state[r, 2] = rows[r, local[r]]
+    if smoothing > 0:
+        w = None if weight is None else weight[offset : offset + width]
+        total = float(width) if w is None else float(np.sum(w))
+        state[:, 4] = total
+        state[:, 3] = _centred_sum(rows, state[:, 0], None if w is None else w[None, :],
+                                   state[:, 4])
+    return state
+
+
+def _smoothed_targets(y: np.ndarray, offset: int, smoothing: float, n: int,
+                      weight: np.ndarray | None) -> np.ndarray:
+    """w_j y'_j of a block of probability targets, y' = (1 - eps) y + eps / n, float64."""
+    wy = np.asarray(y, dtype=np.float64)
+    if smoothing > 0:
+        wy = (1 - smoothing) * wy + smoothing / n
+    if weight is not None:
+        wy = wy * weight[offset : offset + wy.shape[-1]]
+    return wy
+
+
+def _fields_probs(block: np.ndarray, offset: int, y: np.ndarray, *, workers: int,
+                  smoothing: float, weight: np.ndarray | None, n: int,
+                  **unused: Any) -> np.ndarray:
+    """(m, s, A = sum of w_j y'_j, E = sum of w_j y'_j (x_j - m)) over the block."""
+    state = _softmax_state(block, workers, fields=4)
+    rows = _rows2d(block)
+    wy = _smoothed_targets(_rows2d(y), offset, smoothing, n, weight)
+    state[:, 2] = wy.sum(axis=1)
+    state[:, 3] = _centred_sum(rows, state[:, 0], wy, state[:, 2])
     return state
 
 
@@ -207,6 +258,7 @@ def _fields_kl(block: np.ndarray, offset: int, q_block: np.ndarray, *,
 _STATE_FIELDS: dict[str, Callable[..., np.ndarray]] = {
     "lse": _fields_lse,
     "labels": _fields_labels,
+    "probs": _fields_probs,
     "entropy": _fields_entropy,
     "kl": _fields_kl,
 }
@@ -238,8 +290,18 @@ def _merge_block(x: np.ndarray, axis: Any = None, keepdims: bool = True, *,
     out = np.empty((states.shape[0], fields))
     _core._merge_row_states(states, out)
     with np.errstate(invalid="ignore", over="ignore"):
-        if kind == "labels":
-            out[:, 2] = states[:, :, 2].sum(axis=1)
+        if kind in ("labels", "probs"):
+            # labels: the target logit (one block has it, the others 0), and the
+            # smoothing sums D and W; probs: A and E. D and E are relative to each block's
+            # maximum: to the row's, D + W (m_b - m), each term <= 0.
+            total, centred = (4, 3) if kind == "labels" else (2, 3)
+            if kind == "labels":
+                out[:, 2] = states[:, :, 2].sum(axis=1)
+            gap = states[:, :, 0] - out[:, 0:1]
+            shifted = states[:, :, centred] + np.where(
+                states[:, :, total] == 0, 0.0, states[:, :, total] * gap)
+            out[:, centred] = shifted.sum(axis=1)
+            out[:, total] = states[:, :, total].sum(axis=1)
         elif kind == "entropy":
             # H = sum over blocks of pi_b (H_b + lse - lse_b), pi_b = exp(lse_b - lse):
             # every term >= 0, so nothing cancels.
@@ -675,29 +737,87 @@ def _counted_rows(labels: np.ndarray, *, ignore_index: int) -> np.ndarray:
     return counted
 
 
-def _label_losses(state: np.ndarray, labels: np.ndarray, *, weight: np.ndarray | None,
-                  ignore_index: int, n: int) -> np.ndarray:
-    """Per-row losses w_t (lse - z_t) from merged (m, s, z_t), float64."""
-    row_weight = _label_weights(labels, weight=weight, ignore_index=ignore_index, n=n)
-    st = state.reshape(row_weight.shape + (state.shape[-1],))
-    with np.errstate(invalid="ignore"):
-        loss = row_weight * (_lse(st) - st[..., 2])
-    return np.where(np.asarray(labels) != ignore_index, loss, 0.0)
+def _split_targets(rest: tuple[Any, ...], has_target: bool,
+                   has_sample_weight: bool) -> tuple[Any, Any]:
+    """(target block or None, sample weights as float64 or None) from the arguments."""
+    target = rest[0] if has_target else None
+    sw = rest[int(has_target)] if has_sample_weight else None
+    return target, None if sw is None else np.asarray(sw, dtype=np.float64).reshape(-1)
 
 
-def _label_grad_block(block: np.ndarray, state: np.ndarray, labels: np.ndarray,
-                      row_scale: np.ndarray, offset: np.ndarray, *, ignore_index: int,
+def _split_row_terms(st: np.ndarray, target: np.ndarray, kind: str, *, smoothing: float,
+                     n: int, weight: np.ndarray | None, ignore_index: int,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lse, per-row loss before z_loss and sample weights, whether each row counts, A =
+    sum of w_j y'_j: what multiplies softmax in the gradient)."""
+    lse = _lse(st)
+    with np.errstate(invalid="ignore", over="ignore"):
+        log_sum = lse - st[:, 0]  # log1p(s) for finite rows
+        if kind == "probs":
+            a = st[:, 2]
+            return lse, a * log_sum - st[:, 3], np.ones(len(st), dtype=bool), a
+        t = np.asarray(target).reshape(-1).astype(np.int64)
+        _check_labels(t, n, ignore_index)
+        counted = t != ignore_index
+        wt = weight[np.where(counted, t, 0)] if weight is not None else np.ones(len(t))
+        wt = np.where(counted, wt, 0.0)
+        loss = (1 - smoothing) * wt * (lse - st[:, 2])
+        a = (1 - smoothing) * wt
+        if smoothing > 0:
+            loss = loss + smoothing / n * (st[:, 4] * log_sum - st[:, 3])
+            a = a + np.where(counted, smoothing / n * st[:, 4], 0.0)
+        return lse, np.where(counted, loss, 0.0), counted, a
+
+
+def _split_losses(state: np.ndarray, *rest: Any, kind: str, has_sample_weight: bool,
+                  z_loss: float, **kw: Any) -> np.ndarray:
+    """Per-row losses (float64) from the merged states of a row's class blocks."""
+    target, sw = _split_targets(rest, kind == "labels", has_sample_weight)
+    st = state.reshape(-1, state.shape[-1])
+    lse, loss, counted, _ = _split_row_terms(st, target, kind, **kw)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if z_loss:
+            loss = np.where(counted, loss + z_loss * lse * lse, 0.0)
+        if sw is not None:
+            loss = np.where(sw == 0, 0.0, loss * sw)
+    shape = state.shape[:-1] if kind == "probs" else np.shape(target)
+    return loss.reshape(shape)
+
+
+def _split_grad_block(block: np.ndarray, state: np.ndarray, offset: np.ndarray, *rest: Any,
+                      kind: str, has_sample_weight: bool, z_loss: float, smoothing: float,
+                      n: int, weight: np.ndarray | None, ignore_index: int,
                       workers: int) -> np.ndarray:
-    """row_scale * (softmax - onehot(target)) for one class block, from merged states."""
+    """One class block of the gradient, g (A softmax - w y') per row (times
+    s (... + 2 z_loss lse softmax) with options), from the merged states."""
+    inv = float(rest[-1])
+    target, sw = _split_targets(rest[:-1], True, has_sample_weight)
     rows = _rows2d(block)
-    out = np.empty_like(rows)
-    st = _core_array(state.reshape(rows.shape[0], state.shape[-1])[:, :2])
-    scale = _core_array(row_scale, np.float64).reshape(-1)
-    _core._rows_from_state(rows, st, scale, out, False, workers)
-    t = np.asarray(labels).reshape(-1).astype(np.int64) - int(offset[0])
-    inside = (t >= 0) & (t < rows.shape[1]) & (np.asarray(labels).reshape(-1) != ignore_index)
-    r = np.flatnonzero(inside)
-    out[r, t[r]] -= scale[r].astype(out.dtype)
+    st = state.reshape(rows.shape[0], state.shape[-1])
+    lse, _, counted, a = _split_row_terms(st, target, kind, smoothing=smoothing, n=n,
+                                          weight=weight, ignore_index=ignore_index)
+    row_factor = np.where(counted, inv, 0.0)  # g, 0 for rows that do not count
+    if sw is not None:
+        row_factor = row_factor * sw
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = row_factor * (a + 2 * z_loss * lse) if z_loss else row_factor * a
+    out = np.empty(rows.shape, dtype=rows.dtype)
+    _core._rows_from_state(rows, _core_array(st[:, :2]), _core_array(scale, np.float64), out,
+                           False, workers)
+    o = int(offset[0])
+    width = rows.shape[1]
+    if kind == "probs":
+        wy = _smoothed_targets(_rows2d(target), o, smoothing, n, weight)
+        out -= (row_factor[:, None] * wy).astype(out.dtype)
+        return out.reshape(block.shape)
+    t = np.asarray(target).reshape(-1).astype(np.int64)
+    local = t - o
+    wt = weight[np.where(counted, t, 0)] if weight is not None else np.ones(len(t))
+    r = np.flatnonzero(counted & (local >= 0) & (local < width))
+    out[r, local[r]] -= (row_factor[r] * (1 - smoothing) * wt[r]).astype(out.dtype)
+    if smoothing > 0:
+        w = np.ones(width) if weight is None else weight[o : o + width]
+        out -= (row_factor[:, None] * (smoothing / n) * w[None, :]).astype(out.dtype)
     return out.reshape(block.shape)
 
 
@@ -754,9 +874,10 @@ def cross_entropy(logits: Any, target: Any, *, axis: int = -1, weight: Any = Non
     wk = _block_workers(workers)
     xm = _class_last(x, ax)
     t_rows = t if not probs else None
-    split = (xm.numblocks[-1] > 1 and not probs and label_smoothing == 0 and
-             temperature == 1.0 and softcap is None and z_loss == 0 and where is None and
-             sample_weight is None)
+    # temperature, softcap and where change the logits themselves: those calls take the
+    # class axis whole.
+    split = (xm.numblocks[-1] > 1 and temperature == 1.0 and softcap is None and
+             where is None)
     sw = None if sample_weight is None else _row_aligned(
         da.broadcast_to(_as_dask(sample_weight), xm.shape[:-1]), xm, "sample_weight")
 
@@ -778,14 +899,24 @@ def cross_entropy(logits: Any, target: Any, *, axis: int = -1, weight: Any = Non
 
     grad = None
     if split:
-        state = _merged_states(xm, "labels", 3, wk, labels, ignore_index=ignore_index)
-        per_row = _per_row(_label_losses, xm, np.float64, (state, "state"), (labels, "rows"),
-                           weight=w_classes, ignore_index=ignore_index, n=n)
+        kind = "probs" if probs else "labels"
+        target_arg = (_class_last(t, ax).rechunk(xm.chunks), "like") if probs else (
+            labels, "rows")
+        rows_args = [target_arg] + ([(sw, "rows")] if sw is not None else [])
+        terms = {"smoothing": float(label_smoothing), "n": n, "weight": w_classes,
+                 "ignore_index": ignore_index}
+        state = _merged_states(xm, kind, 5 if kind == "labels" else 4, wk, target_arg[0],
+                               **terms)
+        # The losses need the labels (not probability targets: A and E are in the state).
+        loss_args = rows_args if not probs else rows_args[1:]
+        per_row = _per_row(_split_losses, xm, np.float64, (state, "state"), *loss_args,
+                           kind=kind, has_sample_weight=sw is not None, z_loss=float(z_loss),
+                           **terms)
         if return_grad:
-            row_scale = row_weight * inv
-            grad = _like_x(_label_grad_block, xm, dtype, (state, "state"), (labels, "rows"),
-                           (row_scale, "rows"), (_class_offsets(xm), "blocks"),
-                           ignore_index=ignore_index, workers=wk)
+            grad = _like_x(_split_grad_block, xm, dtype, (state, "state"),
+                           (_class_offsets(xm), "blocks"), *rows_args, inv, kind=kind,
+                           has_sample_weight=sw is not None, z_loss=float(z_loss),
+                           workers=wk, **terms)
             grad = _class_back(grad, ax)
     else:
         x1 = _whole_classes(xm, xm.ndim - 1)
