@@ -371,3 +371,26 @@ def test_unaligned_blocks(simd_target, chunking):
     _close(loss, expected[0], np.float64)
     _close(grad, expected[1], np.float64)
     _close(lk.kl_divergence(dx, dx[::-1]), lk.kl_divergence(x, x[::-1]), np.float64)
+
+
+@pytest.mark.parametrize("shape", [(0, 10), (10,), (3, 0)], ids=["empty-batch", "one-row", "no-classes"])
+def test_edge_shapes(simd_target, shape):
+    x = _logits(shape=shape)
+    dx = da.from_array(x, chunks=3)
+    for func in (lk.softmax, lk.log_softmax, lk.logsumexp, lk.entropy):
+        _close(func(dx), func(x), np.float64)
+    _close(lk.kl_divergence(dx, dx[::-1], reduction="mean"),
+           lk.kl_divergence(x, x[::-1], reduction="mean"), np.float64)
+    if shape[-1]:
+        t = np.zeros(shape[:-1], dtype=int)
+        for reduction in ("mean", "none"):
+            loss, grad = lk.cross_entropy(dx, t, reduction=reduction, return_grad=True)
+            expected = lk.cross_entropy(x, t, reduction=reduction, return_grad=True)
+            _close(loss, expected[0], np.float64)
+            _close(grad, expected[1], np.float64)
+
+
+def test_unknown_chunk_sizes_are_refused():
+    x = da.from_array(np.arange(10.0), chunks=3)
+    with pytest.raises(ValueError, match="known chunk sizes"):
+        lk.softmax(x[x > 3])

@@ -14,6 +14,8 @@ namespace {
 // Checks a C-contiguous array of `dims` dimensions of `element` bytes.
 void check_contiguous(const StridedArray& a, std::size_t dims, idx element, const char* what) {
   if (a.shape.size() != dims) throw std::invalid_argument(std::string(what) + ": wrong rank");
+  for (const idx len : a.shape)
+    if (len == 0) return;  // no elements: any strides
   idx stride = element;
   for (std::size_t d = dims; d-- > 0;) {
     if (a.shape[d] > 1 && a.strides[d] != stride)
@@ -26,6 +28,7 @@ void check_contiguous(const StridedArray& a, std::size_t dims, idx element, cons
 // (row blocks of a larger array, e.g. a Dask block of columns, are used in place).
 idx row_stride_of(const StridedArray& a, idx element, const char* what) {
   if (a.shape.size() != 2) throw std::invalid_argument(std::string(what) + ": wrong rank");
+  if (a.shape[0] == 0) return a.shape[1];  // no rows: any strides
   if (a.shape[1] > 1 && a.strides[1] != element)
     throw std::invalid_argument(std::string(what) + " must be contiguous along its rows");
   if (a.shape[0] <= 1) return a.shape[1];

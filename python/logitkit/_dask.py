@@ -64,7 +64,13 @@ _FIELD = "y"  # ... of the fields of a state
 
 
 def _as_dask(a: Any) -> Any:
-    return a if isinstance(a, da.Array) else da.asarray(a)
+    a = a if isinstance(a, da.Array) else da.asarray(a)
+    if any(math.isnan(c) for chunks in a.chunks for c in chunks):
+        raise ValueError(
+            "logitkit needs Dask arrays with known chunk sizes (these come from boolean "
+            "indexing or similar); call .compute_chunk_sizes() first"
+        )
+    return a
 
 
 def _no_out(value: Any, name: str) -> None:
