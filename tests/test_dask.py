@@ -394,3 +394,25 @@ def test_unknown_chunk_sizes_are_refused():
     x = da.from_array(np.arange(10.0), chunks=3)
     with pytest.raises(ValueError, match="known chunk sizes"):
         lk.softmax(x[x > 3])
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_blocks_use_one_thread_unless_told(workers):
+    # Dask runs blocks in parallel already: by default each block runs on the thread Dask
+    # gives it, and logitkit's pool never starts. (A fresh process: the pool is per
+    # process, and other tests start it.)
+    if workers == 2 and lk.get_workers() < 2:
+        pytest.skip("one usable core")
+    code = (
+        "import numpy as np, dask.array as da, logitkit as lk\n"
+        "from logitkit import _core\n"
+        "x = da.random.default_rng(0).standard_normal((1000, 1000), chunks=(500, 500))\n"
+        "t = da.zeros(1000, dtype=int, chunks=500)\n"
+        f"kw = dict(workers={workers})\n"
+        "da.compute(lk.cross_entropy(x, t, return_grad=True, **kw), lk.softmax(x, **kw),\n"
+        "           lk.cross_entropy(x.rechunk((500, -1)), t, **kw), scheduler='sync')\n"
+        "print(_core._pool_thread_count())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    assert (int(out) == 0) == (workers is None), out

@@ -17,7 +17,7 @@ import logitkit as lk
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-WORKER_MEMORY = 600 * 2**20
+WORKER_MEMORY = 500 * 2**20
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +79,12 @@ def test_functions_on_worker_processes(client, chunking):
 
 
 def test_job_larger_than_a_worker_memory_limit(client):
-    # 1.28 GB of float32 logits, made lazily on the workers, 40 MB blocks, classes split
-    # in four: more than twice a worker's memory limit.
-    rows, classes, row_chunk = 8000, 40000, 1000
+    # 640 MB of float32 logits, made lazily on the workers, 40 MB blocks, classes split
+    # in four: more than a worker's memory limit.
+    rows, classes, row_chunk = 4000, 40000, 1000
     x = da.random.default_rng(7).standard_normal((rows, classes), chunks=(row_chunk, 10000),
                                                   dtype=np.float32)
-    assert x.nbytes > 2 * WORKER_MEMORY
+    assert x.nbytes > WORKER_MEMORY
     t = da.random.default_rng(8).integers(0, classes, rows, chunks=row_chunk)
     workers_before = set(client.scheduler_info()["workers"])
     loss = lk.cross_entropy(x, t)
