@@ -416,3 +416,27 @@ def test_blocks_use_one_thread_unless_told(workers):
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout
     assert (int(out) == 0) == (workers is None), out
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_masks_per_row_with_empty_rows_and_blocks(simd_target, chunking):
+    x = _logits()
+    mask = np.random.default_rng(11).random(x.shape) < 0.6
+    mask[2] = False  # a row with no class included
+    mask[3, :8] = False  # a whole class block left out
+    mask[4, 8:] = False
+    x[5, mask[5]] = -np.inf  # included classes all -inf
+    x[6, 0] = np.nan  # a NaN, left out
+    mask[6, 0] = False
+    dx, dmask = _chunked(x, chunking), _chunked(mask, chunking)
+    for kw in ({"where": dmask}, {"where": mask, "temperature": 0.7}):
+        numpy_kw = {**kw, "where": mask}
+        for func in (lk.softmax, lk.log_softmax, lk.logsumexp, lk.entropy):
+            _close(func(dx, **kw), func(x, **numpy_kw), np.float64)
+        for reduction in ("none", "sum"):
+            _close(lk.kl_divergence(dx, dx[::-1], reduction=reduction, **kw),
+                   lk.kl_divergence(x, x[::-1], reduction=reduction, **numpy_kw), np.float64)
+        kl, grad = lk.kl_divergence(dx, dx[::-1], return_grad=True, **kw)
+        expected = lk.kl_divergence(x, x[::-1], return_grad=True, **numpy_kw)
+        _close(kl, expected[0], np.float64)
+        _close(grad, expected[1], np.float64)

@@ -177,8 +177,30 @@ def _state_block(block: np.ndarray, offset: np.ndarray, *extra: Any, kind: str,
     return state.reshape(lead + (1, state.shape[-1]))
 
 
-def _fields_lse(block: np.ndarray, offset: int, *, workers: int) -> np.ndarray:
-    return _softmax_state(block, workers)
+def _option_state(block: np.ndarray, mask: np.ndarray | None, workers: int,
+                  temperature: float, fields: int) -> np.ndarray:
+    """(m, s) of the block's rows, or with temperature= or where= (lse, 0) from the
+    kernels with options: lse of x / T over the included classes (-inf if none)."""
+    if temperature == 1.0 and mask is None:
+        return _softmax_state(block, workers, fields)
+    state = np.zeros((math.prod(block.shape[:-1]), fields))
+    lse = _np_logsumexp(_rows2d(block), temperature=temperature,
+                        where=None if mask is None else _rows2d(mask), workers=workers)
+    state[:, 0] = np.asarray(lse, dtype=np.float64)
+    return state
+
+
+def _included(block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The number of classes of each row the mask includes."""
+    if mask is None:
+        return np.full(math.prod(block.shape[:-1]), float(block.shape[-1]))
+    counts: np.ndarray = _rows2d(mask).sum(axis=1, dtype=np.float64)
+    return counts
+
+
+def _fields_lse(block: np.ndarray, offset: int, *mask: np.ndarray, workers: int,
+                temperature: float = 1.0) -> np.ndarray:
+    return _option_state(block, mask[0] if mask else None, workers, temperature, 2)
 
 
 def _centred_sum(rows: np.ndarray, m: np.ndarray, weights: np.ndarray | None,
@@ -244,20 +266,28 @@ def _fields_probs(block: np.ndarray, offset: int, y: np.ndarray, *, workers: int
     return state
 
 
-def _fields_entropy(block: np.ndarray, offset: int, *, workers: int) -> np.ndarray:
-    """(m, s, entropy of the block's own softmax)."""
-    state = _softmax_state(block, workers, fields=3)
-    state[:, 2] = np.asarray(_np_entropy(_rows2d(block), workers=workers), dtype=np.float64)
+def _fields_entropy(block: np.ndarray, offset: int, *mask: np.ndarray, workers: int,
+                    temperature: float = 1.0) -> np.ndarray:
+    """(m, s, entropy of the block's own softmax, included classes)."""
+    m = mask[0] if mask else None
+    state = _option_state(block, m, workers, temperature, 4)
+    state[:, 2] = np.asarray(_np_entropy(_rows2d(block), temperature=temperature,
+                                         where=None if m is None else _rows2d(m),
+                                         workers=workers), dtype=np.float64)
+    state[:, 3] = _included(block, m)
     return state
 
 
-def _fields_kl(block: np.ndarray, offset: int, q_block: np.ndarray, *,
-               workers: int) -> np.ndarray:
-    """(m_p, s_p, m_q, s_q, KL of the block's own two softmaxes)."""
-    state = _softmax_state(block, workers, fields=5)
-    state[:, 2:4] = _softmax_state(q_block, workers)
-    per_row = _np_kl_divergence(_rows2d(block), _rows2d(q_block), workers=workers)
+def _fields_kl(block: np.ndarray, offset: int, q_block: np.ndarray, *mask: np.ndarray,
+               workers: int, temperature: float = 1.0) -> np.ndarray:
+    """(m_p, s_p, m_q, s_q, KL of the block's own two softmaxes, included classes)."""
+    m = mask[0] if mask else None
+    state = _option_state(block, m, workers, temperature, 6)
+    state[:, 2:4] = _option_state(q_block, m, workers, temperature, 2)
+    per_row = _np_kl_divergence(_rows2d(block), _rows2d(q_block), temperature=temperature,
+                                where=None if m is None else _rows2d(m), workers=workers)
     state[:, 4] = np.asarray(per_row, dtype=np.float64)
+    state[:, 5] = _included(block, m)
     return state
 
 
@@ -315,6 +345,9 @@ def _merge_block(x: np.ndarray, axis: Any = None, keepdims: bool = True, *,
             gap = _lse(out)[:, None] - _lse(states)
             terms = np.where(share > 0, share * (states[:, :, 2] + gap), 0.0)
             out[:, 2] = np.where(np.isfinite(out[:, 0]), terms.sum(axis=1), np.nan)
+            # A row with no class included (where=) has entropy 0.
+            out[:, 3] = states[:, :, 3].sum(axis=1)
+            out[:, 2] = np.where(out[:, 3] == 0, 0.0, out[:, 2])
         elif kind == "kl":
             # KL = sum_b pi_b KL_b + KL(pi || rho), pi_b and rho_b the blocks' shares of P
             # and Q.
@@ -328,6 +361,8 @@ def _merge_block(x: np.ndarray, axis: Any = None, keepdims: bool = True, *,
             terms = np.where((pi > 0) & (states[:, :, 2] == -np.inf), np.inf, terms)
             finite = np.isfinite(out[:, 0]) & np.isfinite(out[:, 2])
             out[:, 4] = np.where(finite, terms.sum(axis=1), np.nan)
+            out[:, 5] = states[:, :, 5].sum(axis=1)
+            out[:, 4] = np.where(out[:, 5] == 0, 0.0, out[:, 4])
     return out.reshape(lead + (1, fields))
 
 
@@ -462,6 +497,13 @@ def _mask_like(where: Any, x: Any) -> Any:
     return da.broadcast_to(_as_dask(where), x.shape).rechunk(x.chunks)
 
 
+def _class_last_mask(where: Any, x: Any, ax: int, xm: Any) -> list[Any]:
+    """[where=, broadcast to x, class axis last, chunked like xm], or [] without one."""
+    if where is None:
+        return []
+    return [_class_last(_mask_like(where, x), ax).rechunk(xm.chunks)]
+
+
 def _normalize(np_func: Any, log: bool, x: Any, axis: int, temperature: float, where: Any,
                out: Any, workers: int | None) -> Any:
     _no_out(out, "out")
@@ -504,9 +546,10 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, temperature: fl
     dtype = _np_logsumexp(np.zeros(_probe_shape(x.ndim, ax), x.dtype), axis=ax,
                           temperature=temperature).dtype
     w = _block_workers(workers)
-    if x.ndim and x.numblocks[ax] > 1 and temperature == 1.0 and where is None:
+    if x.ndim and x.numblocks[ax] > 1:
         xm = _class_last(_float_logits(x), ax)
-        state = _merged_states(xm, "lse", 2, w)
+        state = _merged_states(xm, "lse", 2, w, *_class_last_mask(where, x, ax, xm),
+                               temperature=float(temperature))
         result = _per_row(_lse_rows, xm, dtype, (state, "state"), result_dtype=dtype)
         return da.expand_dims(result, ax) if keepdims else result
     w_kw = {"temperature": temperature, "workers": w}
@@ -590,9 +633,10 @@ def entropy(x: Any, *, axis: int = -1, base: float | None = None, temperature: f
     dtype = np.asarray(_np_entropy(np.zeros(_probe_shape(x.ndim, ax), x.dtype), axis=ax,
                                    temperature=temperature)).dtype
     w = _block_workers(workers)
-    if x.numblocks[ax] > 1 and temperature == 1.0 and where is None:
+    if x.numblocks[ax] > 1:
         xm = _class_last(_float_logits(x), ax)
-        state = _merged_states(xm, "entropy", 3, w)
+        state = _merged_states(xm, "entropy", 4, w, *_class_last_mask(where, x, ax, xm),
+                               temperature=float(temperature))
         return _per_row(_entropy_rows, xm, dtype, (state, "state"), scale=scale,
                         result_dtype=dtype)
     xm = _whole_classes(_class_last(x, ax), x.ndim - 1)
@@ -667,9 +711,11 @@ def kl_divergence(p_logits: Any, q_logits: Any, *, axis: int = -1, base: float |
     w = _block_workers(workers)
     rows = math.prod(p.shape[:ax] + p.shape[ax + 1 :])
     grad_scale = (1.0 / rows if code == 2 and rows else 1.0) / scale
-    if p.numblocks[ax] > 1 and temperature == 1.0 and where is None:
+    if p.numblocks[ax] > 1 and not (return_grad and (temperature != 1.0 or
+                                                      where is not None)):
         pm, qm = _class_last(p, ax), _class_last(q.rechunk(p.chunks), ax)
-        state = _merged_states(pm, "kl", 5, w, qm)
+        state = _merged_states(pm, "kl", 6, w, qm, *_class_last_mask(where, p, ax, pm),
+                               temperature=float(temperature))
         per_row = _per_row(_kl_rows, pm, np.float64, (state, "state"), scale=scale)
         grad = None
         if return_grad:
