@@ -101,48 +101,60 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
       "The kernels' vector exp, for accuracy tests.");
 
   // Softmax states of blocks of rows, for the Dask layer (logitkit/_dask.py); see
-  // logitkit/row_state.hpp. States are float64 arrays, C-contiguous like x.
+  // logitkit/row_state.hpp. States are float64 arrays, C-contiguous; `scale` (None: 1) and
+  // `where` (a uint8 mask of x's shape, rows contiguous) are the options.
   m.def(
       "_row_states",
-      [](const py::array& x, const py::array& state, std::int64_t workers_arg) {
+      [](const py::array& x, const py::array& state, std::int64_t workers_arg,
+         std::optional<double> scale, const std::optional<py::array>& where) {
         const int workers = checked_workers(workers_arg);
         const DType dt = dtype_of(x, "x");
         const StridedArray xv = view_of(x, "x", false);
         const StridedArray sv = view_as(state, DType::float64, "state", true);
+        std::optional<StridedArray> mask;
+        if (where) mask = mask_view(*where, x);
+        const logitkit::StateOptions options{scale.has_value(), scale.value_or(1.0),
+                                             mask ? &*mask : nullptr};
         const ReleaseGilIfLarge release(x.size());
-        logitkit::row_states(dt, xv, sv, workers);
+        logitkit::row_states(dt, xv, sv, workers, options);
       },
-      py::arg("x"), py::arg("state"), py::arg("workers") = 1);
+      py::arg("x"), py::arg("state"), py::arg("workers") = 1, py::arg("scale") = py::none(),
+      py::arg("where") = py::none());
   m.def(
       "_merge_row_states",
-      [](const py::array& states, const py::array& out) {
+      [](const py::array& states, const py::array& out, double scale) {
         const StridedArray sv = view_as(states, DType::float64, "states", false);
         const StridedArray ov = view_as(out, DType::float64, "out", true);
-        logitkit::merge_row_states(sv, ov);
+        logitkit::merge_row_states(sv, ov, scale);
       },
-      py::arg("states"), py::arg("out"));
+      py::arg("states"), py::arg("out"), py::arg("scale") = 1.0);
   m.def(
       "_rows_from_state",
       [](const py::array& x, const py::array& state, const std::optional<py::array>& row_scale,
-         const py::array& out, bool log, std::int64_t workers_arg) {
+         const py::array& out, bool log, std::int64_t workers_arg, std::optional<double> scale,
+         const std::optional<py::array>& where) {
         const int workers = checked_workers(workers_arg);
         const DType dt = dtype_of(x, "x");
         const StridedArray xv = view_of(x, "x", false);
         const StridedArray sv = view_as(state, DType::float64, "state", false);
         const StridedArray ov = view_as(out, dt, "out", true);
-        const double* scale = nullptr;
+        const double* row_scale_data = nullptr;
         if (row_scale) {
           const StridedArray rv = view_as(*row_scale, DType::float64, "row_scale", false);
           if (rv.shape.size() != 1 || rv.shape[0] != (xv.shape.empty() ? 0 : xv.shape[0]) ||
               (rv.shape[0] > 1 && rv.strides[0] != static_cast<std::ptrdiff_t>(sizeof(double))))
             throw py::value_error("row_scale must be a contiguous float64 vector, one per row");
-          scale = static_cast<const double*>(rv.data);
+          row_scale_data = static_cast<const double*>(rv.data);
         }
+        std::optional<StridedArray> mask;
+        if (where) mask = mask_view(*where, x);
+        const logitkit::StateOptions options{scale.has_value(), scale.value_or(1.0),
+                                             mask ? &*mask : nullptr};
         const ReleaseGilIfLarge release(x.size());
-        logitkit::rows_from_state(dt, xv, sv, scale, ov, log, workers);
+        logitkit::rows_from_state(dt, xv, sv, row_scale_data, ov, log, workers, options);
       },
       py::arg("x"), py::arg("state"), py::arg("row_scale"), py::arg("out"), py::arg("log"),
-      py::arg("workers") = 1);
+      py::arg("workers") = 1, py::arg("scale") = py::none(), py::arg("where") = py::none());
   m.def("compiled_targets", &logitkit::compiled_targets);
   m.def("supported_targets", &logitkit::supported_targets);
   m.def("active_target", []() { return std::string(logitkit::active_kernels().name); });

@@ -315,6 +315,11 @@ def test_bad_arguments_fail_while_the_graph_is_built():
         lk.cross_entropy(dx, _labels(rows=ROWS + 1))
     with pytest.raises(TypeError):
         lk.softmax(da.from_array(np.array([["a", "b"]])))
+    for func in (lk.softmax, lk.logsumexp, lk.entropy):
+        with pytest.raises(TypeError, match="where must be a boolean array"):
+            func(dx, where=np.ones(CLASSES, dtype=int))
+        with pytest.raises(ValueError, match="does not broadcast"):
+            func(dx, where=np.ones(CLASSES + 1, dtype=bool))
 
 
 def test_split_every_changes_only_the_tree(simd_target):
@@ -373,7 +378,8 @@ def test_unaligned_blocks(simd_target, chunking):
     _close(lk.kl_divergence(dx, dx[::-1]), lk.kl_divergence(x, x[::-1]), np.float64)
 
 
-@pytest.mark.parametrize("shape", [(0, 10), (10,), (3, 0)], ids=["empty-batch", "one-row", "no-classes"])
+@pytest.mark.parametrize("shape", [(0, 10), (10,), (3, 0)],
+                         ids=["empty-batch", "one-row", "no-classes"])
 def test_edge_shapes(simd_target, shape):
     x = _logits(shape=shape)
     dx = da.from_array(x, chunks=3)

@@ -90,6 +90,17 @@ struct SoftmaxKernels {
   // (`stream`: with streaming stores, for float and double; see the *_stream kernels).
   void (*softmax_piece)(const S* x, S* out, idx n, T shift, T scale, bool stream);
   void (*log_softmax_piece)(const S* x, S* out, idx n, T shift, T log_sum, bool stream);
+  // The same with options (temperature=, where=; `options.stream` unused): the maximum of
+  // the included elements (-inf if none) and the sum over them of exp((x - max) * scale)
+  // minus 1; out = exp((x - shift) * scale) * mul, and out = (x - shift) * scale - log_sum
+  // (every element: the caller writes the masked ones). For blocks of a row split between
+  // chunks (row_state.cpp).
+  void (*logsumexp_piece_opt)(const S* x, idx n, const RowOptions<S>& options, T* max,
+                              double* sum_minus_one);
+  void (*softmax_piece_scaled)(const S* x, S* out, idx n, T shift, T scale, T mul,
+                               bool stream);
+  void (*log_softmax_piece_scaled)(const S* x, S* out, idx n, T shift, T scale, T log_sum,
+                                   bool stream);
   // The row kernels with options (RowOptions; the drivers route every option call to
   // these, gathering rows that are not contiguous along the axis).
   void (*softmax_rows_opt)(const S* x, idx x_row_stride, S* out, idx out_row_stride, idx rows,

@@ -66,7 +66,8 @@ constexpr SoftmaxKernels<S> softmax_kernels() {
       &softmax_rows<S>,  &log_softmax_rows<S>, &logsumexp_rows<S>, &softmax_rows_stream<S>,
       &log_softmax_rows_stream<S>, &softmax_cols<S>,
       &log_softmax_cols<S>, &logsumexp_cols<S>, &logsumexp_piece<S>, &softmax_piece<S>,
-      &log_softmax_piece<S>, &softmax_rows_opt<S>, &log_softmax_rows_opt<S>,
+      &log_softmax_piece<S>, &logsumexp_piece_opt<S>, &softmax_piece_scaled<S>,
+      &log_softmax_piece_scaled<S>, &softmax_rows_opt<S>, &log_softmax_rows_opt<S>,
       &logsumexp_rows_opt<S>, &exp_array<S>, &exp_nonpositive_array<S>,
   };
 }

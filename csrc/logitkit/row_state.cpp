@@ -1,6 +1,7 @@
 #include "row_state.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -43,9 +44,10 @@ idx task_rows(idx n) { return rows_per_task(n > 0 ? n : 1); }
 // The state of a block row whose kernel sum is not finite, or whose maximum is not: it has
 // a NaN, or +inf (no NaN), or is -inf throughout. Rare: a plain scan.
 template <class S>
-void non_finite_state(const S* x, idx n, double* state) {
+void non_finite_state(const S* x, idx n, const std::uint8_t* mask, double* state) {
   bool plus_inf = false;
   for (idx j = 0; j < n; ++j) {
+    if (mask && mask[j] == 0) continue;
     const double v = storage_to_double(x[j]);
     if (std::isnan(v)) {
       state[0] = state[1] = NAN;
@@ -57,9 +59,22 @@ void non_finite_state(const S* x, idx n, double* state) {
   state[1] = 0;
 }
 
+// The mask's rows (null without one), checked against x's shape.
+const std::uint8_t* mask_rows(const StateOptions& o, const StridedArray& x, idx* row_stride) {
+  *row_stride = 0;
+  if (!o.mask) return nullptr;
+  if (o.mask->shape != x.shape) throw std::invalid_argument("where must have x's shape");
+  *row_stride = row_stride_of(*o.mask, 1, "where");
+  return static_cast<const std::uint8_t*>(o.mask->data);
+}
+
 template <class S>
-void row_states_typed(const StridedArray& x, const StridedArray& state, int workers) {
+void row_states_typed(const StridedArray& x, const StridedArray& state, int workers,
+                      const StateOptions& o) {
   using T = compute_t<S>;
+  idx mask_row = 0;
+  const std::uint8_t* mask = mask_rows(o, x, &mask_row);
+  const bool plain = !o.scaled && !mask;
   const idx x_row = row_stride_of(x, sizeof(S), "x");
   check_contiguous(state, 2, sizeof(double), "state");
   const idx rows = x.shape[0], n = x.shape[1], fields = state.shape[1];
@@ -80,14 +95,20 @@ void row_states_typed(const StridedArray& x, const StridedArray& state, int work
         st[1] = 0;
         continue;
       }
+      const std::uint8_t* mrow = mask ? mask + r * mask_row : nullptr;
       T m;
       double s;
-      k.logsumexp_piece(row, n, &m, &s);
+      if (plain) {
+        k.logsumexp_piece(row, n, &m, &s);
+      } else {
+        const RowOptions<S> ro{o.scaled, static_cast<T>(o.scale), mrow, 0, false};
+        k.logsumexp_piece_opt(row, n, ro, &m, &s);
+      }
       if (std::isfinite(m) && std::isfinite(s)) {
         st[0] = m;
         st[1] = s;
       } else {
-        non_finite_state(row, n, st);
+        non_finite_state(row, n, mrow, st);
       }
     }
   });
@@ -95,10 +116,13 @@ void row_states_typed(const StridedArray& x, const StridedArray& state, int work
 
 template <class S>
 void from_state_typed(const StridedArray& x, const StridedArray& state, const double* row_scale,
-                      const StridedArray& out, bool log, int workers) {
+                      const StridedArray& out, bool log, int workers, const StateOptions& o) {
   using T = compute_t<S>;
+  idx mask_row = 0;
+  const std::uint8_t* mask = mask_rows(o, x, &mask_row);
+  const T scale_t = static_cast<T>(o.scale);
   const idx x_row = row_stride_of(x, sizeof(S), "x");
-  const idx out_row = row_stride_of(out, sizeof(S), "out");
+  const idx out_stride = row_stride_of(out, sizeof(S), "out");
   check_contiguous(state, 2, sizeof(double), "state");
   const idx rows = x.shape[0], n = x.shape[1], fields = state.shape[1];
   if (out.shape != x.shape) throw std::invalid_argument("out must have x's shape");
@@ -115,19 +139,36 @@ void from_state_typed(const StridedArray& x, const StridedArray& state, const do
     const idx end = (t + 1) * block < rows ? (t + 1) * block : rows;
     for (idx r = t * block; r < end; ++r) {
       const S* row = xp + r * x_row;
-      S* o = op + r * out_row;
+      S* out_row = op + r * out_stride;
       const double m = sp[r * fields], s = sp[r * fields + 1];
       const double scale = row_scale ? row_scale[r] : 1.0;
       if (!log && scale == 0) {
         const S zero = storage_from_double<S>(0.0);
-        for (idx j = 0; j < n; ++j) o[j] = zero;
+        for (idx j = 0; j < n; ++j) out_row[j] = zero;
       } else if (!std::isfinite(m) || !std::isfinite(s)) {
         const S nan = storage_from_double<S>(NAN);
-        for (idx j = 0; j < n; ++j) o[j] = nan;
+        for (idx j = 0; j < n; ++j) out_row[j] = nan;
       } else if (log) {
-        k.log_softmax_piece(row, o, n, static_cast<T>(m), static_cast<T>(std::log1p(s)), stream);
+        if (o.scaled)
+          k.log_softmax_piece_scaled(row, out_row, n, static_cast<T>(m), scale_t,
+                                     static_cast<T>(std::log1p(s)), stream);
+        else
+          k.log_softmax_piece(row, out_row, n, static_cast<T>(m), static_cast<T>(std::log1p(s)),
+                              stream);
       } else {
-        k.softmax_piece(row, o, n, static_cast<T>(m), static_cast<T>(scale / (1.0 + s)), stream);
+        if (o.scaled)
+          k.softmax_piece_scaled(row, out_row, n, static_cast<T>(m), scale_t,
+                                 static_cast<T>(scale / (1.0 + s)), stream);
+        else
+          k.softmax_piece(row, out_row, n, static_cast<T>(m), static_cast<T>(scale / (1.0 + s)),
+                          stream);
+      }
+      if (mask) {
+        // Left-out classes: p = 0, log p = -inf (as the row kernels with where=).
+        const std::uint8_t* mrow = mask + r * mask_row;
+        const S left_out = storage_from_double<S>(log ? -INFINITY : 0.0);
+        for (idx j = 0; j < n; ++j)
+          if (mrow[j] == 0) out_row[j] = left_out;
       }
     }
   });
@@ -135,11 +176,13 @@ void from_state_typed(const StridedArray& x, const StridedArray& state, const do
 
 }  // namespace
 
-void row_states(DType dtype, const StridedArray& x, const StridedArray& state, int workers) {
-  with_storage_type(dtype, [&](auto s) { row_states_typed<decltype(s)>(x, state, workers); });
+void row_states(DType dtype, const StridedArray& x, const StridedArray& state, int workers,
+                const StateOptions& options) {
+  with_storage_type(dtype,
+                    [&](auto s) { row_states_typed<decltype(s)>(x, state, workers, options); });
 }
 
-void merge_row_states(const StridedArray& states, const StridedArray& out) {
+void merge_row_states(const StridedArray& states, const StridedArray& out, double scale) {
   check_contiguous(states, 3, sizeof(double), "states");
   check_contiguous(out, 2, sizeof(double), "out");
   const idx rows = states.shape[0], k = states.shape[1], fields = states.shape[2];
@@ -177,7 +220,7 @@ void merge_row_states(const StridedArray& states, const StridedArray& out) {
         tails += sj;
         ++ones;
       } else if (mj != -INFINITY) {
-        tails += (1.0 + sj) * std::exp(mj - m);
+        tails += (1.0 + sj) * std::exp((mj - m) * scale);
       }
     }
     o[0] = m;
@@ -186,9 +229,10 @@ void merge_row_states(const StridedArray& states, const StridedArray& out) {
 }
 
 void rows_from_state(DType dtype, const StridedArray& x, const StridedArray& state,
-                     const double* row_scale, const StridedArray& out, bool log, int workers) {
+                     const double* row_scale, const StridedArray& out, bool log, int workers,
+                     const StateOptions& options) {
   with_storage_type(dtype, [&](auto s) {
-    from_state_typed<decltype(s)>(x, state, row_scale, out, log, workers);
+    from_state_typed<decltype(s)>(x, state, row_scale, out, log, workers, options);
   });
 }
 

@@ -25,17 +25,30 @@
 
 namespace logitkit {
 
+// Options (temperature=, where=): exponents (x - m) * scale (scale = 1 / temperature), and
+// a mask, a uint8 rows x n array with contiguous rows like x: elements whose byte is 0 are
+// left out of m and s, and get softmax 0 and log_softmax -inf. m stays the maximum of x
+// itself, so merges need the same scale.
+struct StateOptions {
+  bool scaled = false;
+  double scale = 1.0;
+  const StridedArray* mask = nullptr;
+};
+
 // state[r] = (m, s) of row r of x.
-void row_states(DType dtype, const StridedArray& x, const StridedArray& state, int workers);
+void row_states(DType dtype, const StridedArray& x, const StridedArray& state, int workers,
+                const StateOptions& options = StateOptions());
 
 // out[r] = the merge of states[r, 0], ..., states[r, k - 1], in that order.
 // states: rows x k x fields, out: rows x fields.
-void merge_row_states(const StridedArray& states, const StridedArray& out);
+void merge_row_states(const StridedArray& states, const StridedArray& out, double scale = 1.0);
 
-// out = exp(x - m) * row_scale[r] / (1 + s), or with `log` (x - m) - log1p(s), from each
-// row's merged state; row_scale may be null (1). A row whose scale is 0 is all 0, even if
-// its state is not finite (a gradient row that does not count).
+// out = exp((x - m) * scale) * row_scale[r] / (1 + s), or with `log`
+// (x - m) * scale - log1p(s), from each row's merged state; row_scale may be null (1). A row
+// whose scale is 0 is all 0, even if its state is not finite (a gradient row that does not
+// count).
 void rows_from_state(DType dtype, const StridedArray& x, const StridedArray& state,
-                     const double* row_scale, const StridedArray& out, bool log, int workers);
+                     const double* row_scale, const StridedArray& out, bool log, int workers,
+                     const StateOptions& options = StateOptions());
 
 }  // namespace logitkit

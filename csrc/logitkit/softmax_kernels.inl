@@ -1056,6 +1056,36 @@ void logsumexp_rows_opt(const S* x, idx x_row_stride, S* out, idx out_stride, id
   });
 }
 
+// Pieces with options (SoftmaxKernels::logsumexp_piece_opt): the two passes of
+// logsumexp_piece, masked elements loaded as -inf, the exponent scaled.
+template <class S, class T = compute_t<S>>
+void logsumexp_piece_opt(const S* x, idx n, const RowOptions<S>& a, T* max,
+                         double* sum_minus_one) {
+  lk_with_opt(a, [&](const auto& o) {
+    using Opt = std::decay_t<decltype(o)>;
+    const LkMax<T> m = lk_row_max_lane<Opt::masked>(x, n, o.m);
+    LkMax<T> unused{0, -1};
+    *max = m.value;
+    *sum_minus_one = lk_exp_sum_minus_one_row(x, static_cast<S*>(nullptr), n,
+                                              lk_shift_for(m.value), m.lane,
+                                              static_cast<const S*>(nullptr), &unused, o);
+  });
+}
+
+template <class S, class T = compute_t<S>>
+void softmax_piece_scaled(const S* x, S* out, idx n, T shift, T scale, T mul, bool stream) {
+  lk_piece_pass(x, out, n, stream, [shift, scale, mul](T v) {
+    return lk_exp_shifted<S>((v - shift) * scale) * mul;
+  });
+}
+
+template <class S, class T = compute_t<S>>
+void log_softmax_piece_scaled(const S* x, S* out, idx n, T shift, T scale, T log_sum,
+                              bool stream) {
+  lk_piece_pass(x, out, n, stream,
+                [shift, scale, log_sum](T v) { return (v - shift) * scale - log_sum; });
+}
+
 // Pieces of long rows (see SoftmaxKernels::logsumexp_piece): the same two passes as the row
 // kernels, with the shift and scale of the whole row given by the caller's merge.
 template <class S, class T = compute_t<S>>

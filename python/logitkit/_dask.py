@@ -39,6 +39,7 @@ import numpy as np
 
 from . import _core
 from ._arrays import cast_result, normalize_axis
+from ._options import temperature_scale
 from ._binary import binary_cross_entropy as _np_bce
 from ._binary import log_sigmoid as _np_log_sigmoid
 from ._binary import sigmoid as _np_sigmoid
@@ -291,8 +292,21 @@ def _fields_kl(block: np.ndarray, offset: int, q_block: np.ndarray, *mask: np.nd
     return state
 
 
+def _fields_softmax(block: np.ndarray, offset: int, *mask: np.ndarray, workers: int,
+                    scale: float | None) -> np.ndarray:
+    """(m, s, included classes), with the options in the core: m the maximum of the
+    included x, s the sum of exp((x - m) * scale) over them, minus 1."""
+    rows = _rows2d(block)
+    state = np.zeros((rows.shape[0], 3))
+    where = _rows2d(mask[0]) if mask else None
+    _core._row_states(rows, state, workers, scale, where)
+    state[:, 2] = _included(block, mask[0] if mask else None)
+    return state
+
+
 _STATE_FIELDS: dict[str, Callable[..., np.ndarray]] = {
     "lse": _fields_lse,
+    "softmax": _fields_softmax,
     "labels": _fields_labels,
     "probs": _fields_probs,
     "entropy": _fields_entropy,
@@ -319,14 +333,16 @@ def _weights_of_blocks(states: np.ndarray, merged: np.ndarray, first: int) -> np
 
 
 def _merge_block(x: np.ndarray, axis: Any = None, keepdims: bool = True, *,
-                 kind: str) -> np.ndarray:
+                 kind: str, scale: float = 1.0) -> np.ndarray:
     """dask.array.reduction's combine and aggregate: (..., k, F) -> (..., 1, F)."""
     lead, (k, fields) = x.shape[:-2], x.shape[-2:]
     states = _core_array(x.reshape(math.prod(lead), k, fields))
     out = np.empty((states.shape[0], fields))
-    _core._merge_row_states(states, out)
+    _core._merge_row_states(states, out, scale)
     with np.errstate(invalid="ignore", over="ignore"):
-        if kind in ("labels", "probs"):
+        if kind == "softmax":
+            out[:, 2] = states[:, :, 2].sum(axis=1)  # included classes
+        elif kind in ("labels", "probs"):
             # labels: the target logit (one block has it, the others 0), and the
             # smoothing sums D and W; probs: A and E. D and E are relative to each block's
             # maximum: to the row's, D + W (m_b - m), each term <= 0.
@@ -371,7 +387,7 @@ def _keep_block(x: np.ndarray, axis: Any = None, keepdims: bool = True) -> np.nd
 
 
 def _merged_states(xm: Any, kind: str, fields: int, workers: int, *extra: Any,
-                   **kw: Any) -> Any:
+                   merge_scale: float = 1.0, **kw: Any) -> Any:
     """Per row of class-last xm, the merged state of its class blocks: (batch..., fields).
 
     extra: per-row arrays (batch shape) or arrays of xm's shape, chunked like xm.
@@ -387,19 +403,25 @@ def _merged_states(xm: Any, kind: str, fields: int, workers: int, *extra: Any,
         dtype=np.float64, meta=np.empty((0,) * (nb + 2)), kind=kind, workers=workers, **kw,
     )
     merged = da.reduction(
-        states, chunk=_keep_block, combine=functools.partial(_merge_block, kind=kind),
-        aggregate=functools.partial(_merge_block, kind=kind), axis=nb, keepdims=True,
+        states, chunk=_keep_block,
+        combine=functools.partial(_merge_block, kind=kind, scale=merge_scale),
+        aggregate=functools.partial(_merge_block, kind=kind, scale=merge_scale), axis=nb,
+        keepdims=True,
         dtype=np.float64, concatenate=True, meta=np.empty((0,) * (nb + 2)),
     )
     return merged[(slice(None),) * nb + (0,)]
 
 
-def _from_state_block(block: np.ndarray, state: np.ndarray, *, log: bool,
-                      workers: int) -> np.ndarray:
+def _from_state_block(block: np.ndarray, state: np.ndarray, *mask: np.ndarray, log: bool,
+                      workers: int, scale: float | None = None) -> np.ndarray:
     rows = _rows2d(block)
     out = np.empty_like(rows)
     st = _core_array(state.reshape(rows.shape[0], state.shape[-1]))
-    _core._rows_from_state(rows, st, None, out, log, workers)
+    where = _rows2d(mask[0]) if mask else None
+    _core._rows_from_state(rows, _core_array(st[:, :2]), None, out, log, workers, scale, where)
+    if st.shape[1] > 2:
+        # Rows with no class included (where=): softmax 0, log_softmax -inf.
+        out[st[:, 2] == 0] = -np.inf if log else 0
     return out.reshape(block.shape)
 
 
@@ -494,7 +516,15 @@ def _call_where(func: Any, x: np.ndarray, mask: np.ndarray, **kw: Any) -> Any:
 
 
 def _mask_like(where: Any, x: Any) -> Any:
-    return da.broadcast_to(_as_dask(where), x.shape).rechunk(x.chunks)
+    mask = _as_dask(where)
+    if mask.dtype != np.bool_:
+        raise TypeError(f"where must be a boolean array, got dtype {mask.dtype}")
+    try:
+        return da.broadcast_to(mask, x.shape).rechunk(x.chunks)
+    except ValueError:
+        raise ValueError(
+            f"where has shape {mask.shape}, which does not broadcast to the input's shape {x.shape}"
+        ) from None
 
 
 def _class_last_mask(where: Any, x: Any, ax: int, xm: Any) -> list[Any]:
@@ -512,10 +542,14 @@ def _normalize(np_func: Any, log: bool, x: Any, axis: int, temperature: float, w
     dtype = np_func(np.zeros(_probe_shape(x.ndim, ax), x.dtype), axis=ax,
                     temperature=temperature).dtype
     w = _block_workers(workers)
-    if x.ndim and x.numblocks[ax] > 1 and temperature == 1.0 and where is None:
+    if x.ndim and x.numblocks[ax] > 1:
         xm = _class_last(_float_logits(x), ax)
-        state = _merged_states(xm, "lse", 2, w)
-        result = _like_x(_from_state_block, xm, dtype, (state, "state"), log=log, workers=w)
+        scale = temperature_scale(temperature)
+        masks = _class_last_mask(where, x, ax, xm)
+        state = _merged_states(xm, "softmax", 3, w, *masks, scale=scale,
+                               merge_scale=1.0 if scale is None else scale)
+        result = _like_x(_from_state_block, xm, dtype, (state, "state"),
+                         *[(m, "like") for m in masks], log=log, workers=w, scale=scale)
         return _class_back(result, ax)
     x1 = _whole_classes(x, ax) if x.ndim else x
     kw = {"axis": ax, "temperature": temperature, "workers": w}
