@@ -136,6 +136,7 @@ def test_cross_entropy_labels(simd_target, weighted, reduction, chunking, dtype)
         {"sample_weight": "rows"},
         {"where": "classes"},
         {"label_smoothing": 0.2, "weight": "classes", "sample_weight": "rows", "z_loss": 0.01},
+        {"temperature": 0.6, "label_smoothing": 0.1, "weight": "classes", "z_loss": 1e-3},
     ],
     ids=lambda o: "+".join(o),
 )
@@ -174,6 +175,25 @@ def test_cross_entropy_probabilities(simd_target, chunking, smoothing):
                                     return_grad=True)
         _close(loss, expected[0], np.float64)
         _close(grad, expected[1], np.float64)
+
+
+@pytest.mark.parametrize("chunking", ["classes", "mixed"])
+def test_temperature_on_large_float32_logits(simd_target, chunking):
+    # The temperature divides differences from the maximum, never the logits first
+    # (300 / T in float32 would already be off by more than the tolerance).
+    x = _logits(np.float32) + np.float32(300)
+    t = _labels()
+    y = lk.softmax(_logits(seed=9)).astype(np.float32)
+    dx = _chunked(x, chunking)
+    for target in (t, y):
+        loss, grad = lk.cross_entropy(dx, target, temperature=0.37, reduction="none",
+                                      return_grad=True)
+        expected = lk.cross_entropy(x, target, temperature=0.37, reduction="none",
+                                    return_grad=True)
+        _close(loss, expected[0], np.float32)
+        _close(grad, expected[1], np.float32)
+    for func in (lk.softmax, lk.log_softmax, lk.logsumexp, lk.entropy):
+        _close(func(dx, temperature=0.37), func(x, temperature=0.37), np.float32)
 
 
 def test_cross_entropy_other_axis(simd_target):

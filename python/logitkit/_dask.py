@@ -156,19 +156,22 @@ def _rows2d(block: np.ndarray) -> np.ndarray:
 # --- states ---------------------------------------------------------------------------
 
 
-def _softmax_state(block: np.ndarray, workers: int, fields: int = 2) -> np.ndarray:
-    """(rows, fields) float64: (m, s) of each row of the class-last block in fields 0, 1."""
+def _softmax_state(block: np.ndarray, workers: int, fields: int = 2,
+                   scale: float | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+    """(rows, fields) float64: (m, s) of each row of the class-last block in fields 0, 1:
+    with `scale` (1/T), s sums exp((x - m) * scale); with `mask`, over its classes only."""
     rows = _rows2d(block)
     state = np.zeros((rows.shape[0], fields))
-    _core._row_states(rows, state, workers)
+    _core._row_states(rows, state, workers, scale, None if mask is None else _rows2d(mask))
     return state
 
 
-def _lse(state: np.ndarray) -> np.ndarray:
-    """logsumexp from states (..., >=2): m + log1p(s), and m itself where m is not finite."""
+def _lse(state: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """logsumexp of x * scale from states (..., >=2): m * scale + log1p(s), and m itself
+    where m is not finite."""
     m, s = state[..., 0], state[..., 1]
     with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(m), m + np.log1p(s), m)
+        return np.where(np.isfinite(m), m * scale + np.log1p(s), m)
 
 
 def _state_block(block: np.ndarray, offset: np.ndarray, *extra: Any, kind: str,
@@ -176,19 +179,6 @@ def _state_block(block: np.ndarray, offset: np.ndarray, *extra: Any, kind: str,
     lead = block.shape[:-1]
     state = _STATE_FIELDS[kind](block, int(offset[0]), *extra, workers=workers, **kw)
     return state.reshape(lead + (1, state.shape[-1]))
-
-
-def _option_state(block: np.ndarray, mask: np.ndarray | None, workers: int,
-                  temperature: float, fields: int) -> np.ndarray:
-    """(m, s) of the block's rows, or with temperature= or where= (lse, 0) from the
-    kernels with options: lse of x / T over the included classes (-inf if none)."""
-    if temperature == 1.0 and mask is None:
-        return _softmax_state(block, workers, fields)
-    state = np.zeros((math.prod(block.shape[:-1]), fields))
-    lse = _np_logsumexp(_rows2d(block), temperature=temperature,
-                        where=None if mask is None else _rows2d(mask), workers=workers)
-    state[:, 0] = np.asarray(lse, dtype=np.float64)
-    return state
 
 
 def _included(block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -200,8 +190,8 @@ def _included(block: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 def _fields_lse(block: np.ndarray, offset: int, *mask: np.ndarray, workers: int,
-                temperature: float = 1.0) -> np.ndarray:
-    return _option_state(block, mask[0] if mask else None, workers, temperature, 2)
+                scale: float | None = None) -> np.ndarray:
+    return _softmax_state(block, workers, 2, scale, mask[0] if mask else None)
 
 
 def _centred_sum(rows: np.ndarray, m: np.ndarray, weights: np.ndarray | None,
@@ -224,10 +214,11 @@ def _centred_sum(rows: np.ndarray, m: np.ndarray, weights: np.ndarray | None,
 
 def _fields_labels(block: np.ndarray, offset: int, labels: np.ndarray, *, workers: int,
                    ignore_index: int, smoothing: float, weight: np.ndarray | None,
-                   **unused: Any) -> np.ndarray:
+                   scale: float | None, **unused: Any) -> np.ndarray:
     """(m, s, target logit where the target is in this block else 0, and with label
-    smoothing D = sum of w_j (x_j - m) and W = sum of w_j over the block's classes)."""
-    state = _softmax_state(block, workers, fields=5)
+    smoothing D = sum of w_j (x_j - m) and W = sum of w_j over the block's classes).
+    The logits are raw (m, the target logit, D); only s has the temperature's scale."""
+    state = _softmax_state(block, workers, fields=5, scale=scale)
     rows = _rows2d(block)
     width = rows.shape[1]
     t = np.asarray(labels).reshape(-1).astype(np.int64)
@@ -257,9 +248,10 @@ def _smoothed_targets(y: np.ndarray, offset: int, smoothing: float, n: int,
 
 def _fields_probs(block: np.ndarray, offset: int, y: np.ndarray, *, workers: int,
                   smoothing: float, weight: np.ndarray | None, n: int,
-                  **unused: Any) -> np.ndarray:
-    """(m, s, A = sum of w_j y'_j, E = sum of w_j y'_j (x_j - m)) over the block."""
-    state = _softmax_state(block, workers, fields=4)
+                  scale: float | None, **unused: Any) -> np.ndarray:
+    """(m, s, A = sum of w_j y'_j, E = sum of w_j y'_j (x_j - m)) over the block (raw
+    logits; s with the temperature's scale)."""
+    state = _softmax_state(block, workers, fields=4, scale=scale)
     rows = _rows2d(block)
     wy = _smoothed_targets(_rows2d(y), offset, smoothing, n, weight)
     state[:, 2] = wy.sum(axis=1)
@@ -268,10 +260,11 @@ def _fields_probs(block: np.ndarray, offset: int, y: np.ndarray, *, workers: int
 
 
 def _fields_entropy(block: np.ndarray, offset: int, *mask: np.ndarray, workers: int,
-                    temperature: float = 1.0) -> np.ndarray:
+                    scale: float | None = None) -> np.ndarray:
     """(m, s, entropy of the block's own softmax, included classes)."""
     m = mask[0] if mask else None
-    state = _option_state(block, m, workers, temperature, 4)
+    state = _softmax_state(block, workers, 4, scale, m)
+    temperature = 1.0 if scale is None else 1.0 / scale
     state[:, 2] = np.asarray(_np_entropy(_rows2d(block), temperature=temperature,
                                          where=None if m is None else _rows2d(m),
                                          workers=workers), dtype=np.float64)
@@ -280,11 +273,12 @@ def _fields_entropy(block: np.ndarray, offset: int, *mask: np.ndarray, workers: 
 
 
 def _fields_kl(block: np.ndarray, offset: int, q_block: np.ndarray, *mask: np.ndarray,
-               workers: int, temperature: float = 1.0) -> np.ndarray:
+               workers: int, scale: float | None = None) -> np.ndarray:
     """(m_p, s_p, m_q, s_q, KL of the block's own two softmaxes, included classes)."""
     m = mask[0] if mask else None
-    state = _option_state(block, m, workers, temperature, 6)
-    state[:, 2:4] = _option_state(q_block, m, workers, temperature, 2)
+    state = _softmax_state(block, workers, 6, scale, m)
+    state[:, 2:4] = _softmax_state(q_block, workers, 2, scale, m)
+    temperature = 1.0 if scale is None else 1.0 / scale
     per_row = _np_kl_divergence(_rows2d(block), _rows2d(q_block), temperature=temperature,
                                 where=None if m is None else _rows2d(m), workers=workers)
     state[:, 4] = np.asarray(per_row, dtype=np.float64)
@@ -314,20 +308,21 @@ _STATE_FIELDS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def _merge_lse_fields(states: np.ndarray, out: np.ndarray, first: int) -> None:
+def _merge_lse_fields(states: np.ndarray, out: np.ndarray, first: int, scale: float) -> None:
     """Merge fields first, first + 1 (an (m, s) pair) of rows x k x fields into out."""
     pair = _core_array(states[:, :, first : first + 2])
     merged = np.empty((states.shape[0], 2))
-    _core._merge_row_states(pair, merged)
+    _core._merge_row_states(pair, merged, scale)
     out[:, first : first + 2] = merged
 
 
-def _weights_of_blocks(states: np.ndarray, merged: np.ndarray, first: int) -> np.ndarray:
+def _weights_of_blocks(states: np.ndarray, merged: np.ndarray, first: int,
+                       scale: float) -> np.ndarray:
     """Each block's share of its row's exponential sum (rows x k), for the pair at `first`;
     0 for blocks of -inf only."""
     with np.errstate(invalid="ignore", over="ignore"):
-        lse_b = _lse(states[:, :, first : first + 2])
-        lse = _lse(merged[:, first : first + 2])[:, None]
+        lse_b = _lse(states[:, :, first : first + 2], scale)
+        lse = _lse(merged[:, first : first + 2], scale)[:, None]
         share = np.exp(lse_b - lse)
     return np.where(states[:, :, first] == -np.inf, 0.0, share)
 
@@ -357,8 +352,8 @@ def _merge_block(x: np.ndarray, axis: Any = None, keepdims: bool = True, *,
         elif kind == "entropy":
             # H = sum over blocks of pi_b (H_b + lse - lse_b), pi_b = exp(lse_b - lse):
             # every term >= 0, so nothing cancels.
-            share = _weights_of_blocks(states, out, 0)
-            gap = _lse(out)[:, None] - _lse(states)
+            share = _weights_of_blocks(states, out, 0, scale)
+            gap = _lse(out, scale)[:, None] - _lse(states, scale)
             terms = np.where(share > 0, share * (states[:, :, 2] + gap), 0.0)
             out[:, 2] = np.where(np.isfinite(out[:, 0]), terms.sum(axis=1), np.nan)
             # A row with no class included (where=) has entropy 0.
@@ -367,10 +362,10 @@ def _merge_block(x: np.ndarray, axis: Any = None, keepdims: bool = True, *,
         elif kind == "kl":
             # KL = sum_b pi_b KL_b + KL(pi || rho), pi_b and rho_b the blocks' shares of P
             # and Q.
-            _merge_lse_fields(states, out, 2)
-            pi = _weights_of_blocks(states, out, 0)
-            log_pi = _lse(states[:, :, 0:2]) - _lse(out[:, 0:2])[:, None]
-            log_rho = _lse(states[:, :, 2:4]) - _lse(out[:, 2:4])[:, None]
+            _merge_lse_fields(states, out, 2, scale)
+            pi = _weights_of_blocks(states, out, 0, scale)
+            log_pi = _lse(states[:, :, 0:2], scale) - _lse(out[:, 0:2], scale)[:, None]
+            log_rho = _lse(states[:, :, 2:4], scale) - _lse(out[:, 2:4], scale)[:, None]
             # A block where Q is -inf throughout and P is not: Q has no mass where P
             # has some (the block's own KL_b is NaN: its Q is 0/0).
             terms = np.where(pi > 0, pi * (states[:, :, 4] + log_pi - log_rho), 0.0)
@@ -568,8 +563,8 @@ def log_softmax(x: Any, axis: int = -1, *, temperature: float = 1.0, where: Any 
     return _normalize(_np_log_softmax, True, x, axis, temperature, where, out, workers)
 
 
-def _lse_rows(state: np.ndarray, *, result_dtype: Any) -> np.ndarray:
-    return _cast(_lse(state), result_dtype=result_dtype)
+def _lse_rows(state: np.ndarray, *, scale: float, result_dtype: Any) -> np.ndarray:
+    return _cast(_lse(state, scale), result_dtype=result_dtype)
 
 
 def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, temperature: float = 1.0,
@@ -582,9 +577,11 @@ def logsumexp(x: Any, axis: int = -1, *, keepdims: bool = False, temperature: fl
     w = _block_workers(workers)
     if x.ndim and x.numblocks[ax] > 1:
         xm = _class_last(_float_logits(x), ax)
-        state = _merged_states(xm, "lse", 2, w, *_class_last_mask(where, x, ax, xm),
-                               temperature=float(temperature))
-        result = _per_row(_lse_rows, xm, dtype, (state, "state"), result_dtype=dtype)
+        c = temperature_scale(temperature)
+        state = _merged_states(xm, "lse", 2, w, *_class_last_mask(where, x, ax, xm), scale=c,
+                               merge_scale=1.0 if c is None else c)
+        result = _per_row(_lse_rows, xm, dtype, (state, "state"),
+                          scale=1.0 if c is None else c, result_dtype=dtype)
         return da.expand_dims(result, ax) if keepdims else result
     w_kw = {"temperature": temperature, "workers": w}
     if not x.ndim:
@@ -669,8 +666,9 @@ def entropy(x: Any, *, axis: int = -1, base: float | None = None, temperature: f
     w = _block_workers(workers)
     if x.numblocks[ax] > 1:
         xm = _class_last(_float_logits(x), ax)
+        c = temperature_scale(temperature)
         state = _merged_states(xm, "entropy", 4, w, *_class_last_mask(where, x, ax, xm),
-                               temperature=float(temperature))
+                               scale=c, merge_scale=1.0 if c is None else c)
         return _per_row(_entropy_rows, xm, dtype, (state, "state"), scale=scale,
                         result_dtype=dtype)
     xm = _whole_classes(_class_last(x, ax), x.ndim - 1)
@@ -688,15 +686,22 @@ def _kl_rows(state: np.ndarray, *, scale: float) -> np.ndarray:
     return state[..., 4] / scale
 
 
-def _kl_grad_block(p: np.ndarray, q: np.ndarray, state: np.ndarray, *, scale: float,
+def _kl_grad_block(p: np.ndarray, q: np.ndarray, state: np.ndarray, *mask: np.ndarray,
+                   scale: float, temperature_scale: float | None,
                    workers: int) -> np.ndarray:
+    """(softmax(q / T) - softmax(p / T)) * scale for one class block, from the states.
+    (A row with no class included is all left out: 0.)"""
     fields = state.shape[-1]
     st = state.reshape(-1, fields)
-    q_probs = _from_state_block(q, _core_array(st[:, 2:4]), log=False,
-                                workers=workers)
-    p_probs = _from_state_block(p, _core_array(st[:, 0:2]), log=False,
-                                workers=workers)
+    q_probs = _from_state_block(q, _core_array(st[:, 2:4]), *mask, log=False,
+                                workers=workers, scale=temperature_scale)
+    p_probs = _from_state_block(p, _core_array(st[:, 0:2]), *mask, log=False,
+                                workers=workers, scale=temperature_scale)
     grad: np.ndarray = ((q_probs - p_probs) * q_probs.dtype.type(scale)).astype(q_probs.dtype)
+    # As the KL kernel: a row whose P or Q is not finite (a NaN, +inf, or every included
+    # logit -inf) is NaN throughout, left-out classes too; one with no class included, 0.
+    finite = np.isfinite(st[:, 0:4]).all(axis=1) | (st[:, 5] == 0)
+    grad.reshape(-1, grad.shape[-1])[~finite] = np.nan
     return grad
 
 
@@ -745,16 +750,20 @@ def kl_divergence(p_logits: Any, q_logits: Any, *, axis: int = -1, base: float |
     w = _block_workers(workers)
     rows = math.prod(p.shape[:ax] + p.shape[ax + 1 :])
     grad_scale = (1.0 / rows if code == 2 and rows else 1.0) / scale
-    if p.numblocks[ax] > 1 and not (return_grad and (temperature != 1.0 or
-                                                      where is not None)):
+    if p.numblocks[ax] > 1:
         pm, qm = _class_last(p, ax), _class_last(q.rechunk(p.chunks), ax)
-        state = _merged_states(pm, "kl", 6, w, qm, *_class_last_mask(where, p, ax, pm),
-                               temperature=float(temperature))
+        c = temperature_scale(temperature)
+        masks = _class_last_mask(where, p, ax, pm)
+        state = _merged_states(pm, "kl", 6, w, qm, *masks, scale=c,
+                               merge_scale=1.0 if c is None else c)
         per_row = _per_row(_kl_rows, pm, np.float64, (state, "state"), scale=scale)
         grad = None
         if return_grad:
-            grad = _class_back(_like_x(_kl_grad_block, pm, dtype, (qm, "like"), (state, "state"),
-                                       scale=grad_scale, workers=w), ax)
+            # d/dq of KL(softmax(p/T) || softmax(q/T)) is (softmax(q/T) - softmax(p/T)) / T.
+            grad = _like_x(_kl_grad_block, pm, dtype, (qm, "like"), (state, "state"),
+                           *[(m, "like") for m in masks], temperature_scale=c,
+                           scale=grad_scale * (1.0 if c is None else c), workers=w)
+            grad = _class_back(grad, ax)
     else:
         pm = _whole_classes(_class_last(p, ax), p.ndim - 1)
         args: list[Any] = [(_class_last(q, ax).rechunk(pm.chunks), "like")]
@@ -833,24 +842,34 @@ def _split_targets(rest: tuple[Any, ...], has_target: bool,
 
 def _split_row_terms(st: np.ndarray, target: np.ndarray, kind: str, *, smoothing: float,
                      n: int, weight: np.ndarray | None, ignore_index: int,
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(lse, per-row loss before z_loss and sample weights, whether each row counts, A =
-    sum of w_j y'_j: what multiplies softmax in the gradient)."""
-    lse = _lse(st)
+                     scale: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                   np.ndarray]:
+    """(lse of x * c, per-row loss before z_loss and sample weights, whether each row
+    counts, A = sum of w_j y'_j: what multiplies softmax in the gradient), c = 1 / T.
+
+    With the row's state (m, s): lse = m c + log1p(s), so lse - z_t c = (m - z_t) c +
+    log1p(s) (the temperature applied to differences from the maximum, as the kernels
+    do), sum_j w_j (lse - z_j c) = W log1p(s) - c D and sum_j w_j y'_j (lse - z_j c) =
+    A log1p(s) - c E."""
+    c = 1.0 if scale is None else scale
+    m = st[:, 0]
+    finite = np.isfinite(m)
     with np.errstate(invalid="ignore", over="ignore"):
-        log_sum = lse - st[:, 0]  # log1p(s) for finite rows
+        log_sum = np.where(finite, np.log1p(st[:, 1]), np.nan)
+        lse = np.where(finite, m * c + log_sum, m)
         if kind == "probs":
             a = st[:, 2]
-            return lse, a * log_sum - st[:, 3], np.ones(len(st), dtype=bool), a
+            return lse, a * log_sum - c * st[:, 3], np.ones(len(st), dtype=bool), a
         t = np.asarray(target).reshape(-1).astype(np.int64)
         _check_labels(t, n, ignore_index)
         counted = t != ignore_index
         wt = weight[np.where(counted, t, 0)] if weight is not None else np.ones(len(t))
         wt = np.where(counted, wt, 0.0)
-        loss = (1 - smoothing) * wt * (lse - st[:, 2])
+        target_term = np.where(finite, (m - st[:, 2]) * c + log_sum, lse - st[:, 2] * c)
+        loss = (1 - smoothing) * wt * target_term
         a = (1 - smoothing) * wt
         if smoothing > 0:
-            loss = loss + smoothing / n * (st[:, 4] * log_sum - st[:, 3])
+            loss = loss + smoothing / n * (st[:, 4] * log_sum - c * st[:, 3])
             a = a + np.where(counted, smoothing / n * st[:, 4], 0.0)
         return lse, np.where(counted, loss, 0.0), counted, a
 
@@ -873,7 +892,7 @@ def _split_losses(state: np.ndarray, *rest: Any, kind: str, has_sample_weight: b
 def _split_grad_block(block: np.ndarray, state: np.ndarray, offset: np.ndarray, *rest: Any,
                       kind: str, has_sample_weight: bool, z_loss: float, smoothing: float,
                       n: int, weight: np.ndarray | None, ignore_index: int,
-                      workers: int) -> np.ndarray:
+                      scale: float | None, workers: int) -> np.ndarray:
     """One class block of the gradient, g (A softmax - w y') per row (times
     s (... + 2 z_loss lse softmax) with options), from the merged states."""
     inv = float(rest[-1])
@@ -881,15 +900,18 @@ def _split_grad_block(block: np.ndarray, state: np.ndarray, offset: np.ndarray, 
     rows = _rows2d(block)
     st = state.reshape(rows.shape[0], state.shape[-1])
     lse, _, counted, a = _split_row_terms(st, target, kind, smoothing=smoothing, n=n,
-                                          weight=weight, ignore_index=ignore_index)
-    row_factor = np.where(counted, inv, 0.0)  # g, 0 for rows that do not count
+                                          weight=weight, ignore_index=ignore_index,
+                                          scale=scale)
+    # g (and 1/T: the gradient is with respect to the raw logits), 0 for rows that do not
+    # count.
+    row_factor = np.where(counted, inv * (1.0 if scale is None else scale), 0.0)
     if sw is not None:
         row_factor = row_factor * sw
     with np.errstate(invalid="ignore", over="ignore"):
-        scale = row_factor * (a + 2 * z_loss * lse) if z_loss else row_factor * a
+        factor = row_factor * (a + 2 * z_loss * lse) if z_loss else row_factor * a
     out = np.empty(rows.shape, dtype=rows.dtype)
-    _core._rows_from_state(rows, _core_array(st[:, :2]), _core_array(scale, np.float64), out,
-                           False, workers)
+    _core._rows_from_state(rows, _core_array(st[:, :2]), _core_array(factor, np.float64),
+                           out, False, workers, scale)
     o = int(offset[0])
     width = rows.shape[1]
     if kind == "probs":
@@ -899,11 +921,21 @@ def _split_grad_block(block: np.ndarray, state: np.ndarray, offset: np.ndarray, 
     t = np.asarray(target).reshape(-1).astype(np.int64)
     local = t - o
     wt = weight[np.where(counted, t, 0)] if weight is not None else np.ones(len(t))
-    r = np.flatnonzero(counted & (local >= 0) & (local < width))
-    out[r, local[r]] -= (row_factor[r] * (1 - smoothing) * wt[r]).astype(out.dtype)
+    w = np.ones(width) if weight is None else weight[o : o + width]
     if smoothing > 0:
-        w = np.ones(width) if weight is None else weight[o : o + width]
         out -= (row_factor[:, None] * (smoothing / n) * w[None, :]).astype(out.dtype)
+    # The targets' own entries, g (A p_t - w_t y'_t), in float64 and rounded once: p_t
+    # is near 1 where it matters, and subtracting after rounding g A p_t would lose the
+    # difference's low bits (the kernels compute (p - 1) g).
+    # (Rows whose state is not finite are NaN throughout, as from the kernels.)
+    finite = np.isfinite(st[:, 0]) & np.isfinite(st[:, 1])
+    r = np.flatnonzero(counted & finite & (local >= 0) & (local < width))
+    c = 1.0 if scale is None else scale
+    with np.errstate(invalid="ignore", over="ignore"):
+        p_t = np.exp((st[r, 2] - st[r, 0]) * c) / (1.0 + st[r, 1])
+        value = factor[r] * p_t - row_factor[r] * (
+            (1 - smoothing) * wt[r] + smoothing / n * w[local[r]])
+    out[r, local[r]] = value.astype(out.dtype)
     return out.reshape(block.shape)
 
 
@@ -960,10 +992,9 @@ def cross_entropy(logits: Any, target: Any, *, axis: int = -1, weight: Any = Non
     wk = _block_workers(workers)
     xm = _class_last(x, ax)
     t_rows = t if not probs else None
-    # temperature, softcap and where change the logits themselves: those calls take the
-    # class axis whole.
-    split = (xm.numblocks[-1] > 1 and temperature == 1.0 and softcap is None and
-             where is None)
+    # softcap and where change the logits themselves: those calls take the class axis
+    # whole.
+    split = xm.numblocks[-1] > 1 and softcap is None and where is None
     sw = None if sample_weight is None else _row_aligned(
         da.broadcast_to(_as_dask(sample_weight), xm.shape[:-1]), xm, "sample_weight")
 
@@ -989,10 +1020,11 @@ def cross_entropy(logits: Any, target: Any, *, axis: int = -1, weight: Any = Non
         target_arg = (_class_last(t, ax).rechunk(xm.chunks), "like") if probs else (
             labels, "rows")
         rows_args = [target_arg] + ([(sw, "rows")] if sw is not None else [])
+        scale = temperature_scale(temperature)
         terms = {"smoothing": float(label_smoothing), "n": n, "weight": w_classes,
-                 "ignore_index": ignore_index}
+                 "ignore_index": ignore_index, "scale": scale}
         state = _merged_states(xm, kind, 5 if kind == "labels" else 4, wk, target_arg[0],
-                               **terms)
+                               merge_scale=1.0 if scale is None else scale, **terms)
         # The losses need the labels (not probability targets: A and E are in the state).
         loss_args = rows_args if not probs else rows_args[1:]
         per_row = _per_row(_split_losses, xm, np.float64, (state, "state"), *loss_args,
