@@ -466,3 +466,20 @@ def test_masks_per_row_with_empty_rows_and_blocks(simd_target, chunking):
         expected = lk.kl_divergence(x, x[::-1], return_grad=True, **numpy_kw)
         _close(kl, expected[0], np.float64)
         _close(grad, expected[1], np.float64)
+
+
+def test_readme_dask_example_runs():
+    # The README's Dask snippet, scaled down (40000 x 32000 -> 400 x 320, chunks 20 x 80).
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Dask: logits larger than memory"):]
+    code = section[section.index("```python\n") + 10 : section.index("```\n", 10)]
+    code = (code.replace("40000", "400").replace("32000", "320")
+            .replace("(2000, 8000)", "(20, 80)").replace("chunks=2000", "chunks=20"))
+    env: dict = {}
+    exec(compile(code, "README.md", "exec"), env)
+    x, t = dask.compute(env["logits"], env["labels"])
+    np.testing.assert_allclose(env["mean"], lk.cross_entropy(x, t), rtol=1e-6)
+    np.testing.assert_allclose(env["lowest"], -lk.cross_entropy(x, t, reduction="none").max(),
+                               rtol=1e-6)

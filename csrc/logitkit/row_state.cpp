@@ -38,8 +38,17 @@ idx row_stride_of(const StridedArray& a, idx element, const char* what) {
   return a.strides[0] / element;
 }
 
-// Rows per task for rows of n elements (and at least one row of states to write).
-idx task_rows(idx n) { return rows_per_task(n > 0 ? n : 1); }
+// Runs row(r) for r in [0, rows), in tasks of whole rows fixed by the shape (so the
+// results are the same for any number of workers).
+template <class F>
+void for_each_row(idx rows, idx n, int workers, F&& row) {
+  const idx block = rows_per_task(n > 0 ? n : 1);
+  const idx tasks = (rows + block - 1) / block;
+  parallel_for(tasks, workers_for(rows * n, workers), [&](idx t) {
+    const idx end = (t + 1) * block < rows ? (t + 1) * block : rows;
+    for (idx r = t * block; r < end; ++r) row(r);
+  });
+}
 
 // The state of a block row whose kernel sum is not finite, or whose maximum is not: it has
 // a NaN, or +inf (no NaN), or is -inf throughout. Rare: a plain scan.
@@ -83,33 +92,28 @@ void row_states_typed(const StridedArray& x, const StridedArray& state, int work
   const SoftmaxKernels<S>& k = kernels_for<S>(active_kernels());
   const S* xp = static_cast<const S*>(x.data);
   double* sp = static_cast<double*>(state.data);
-  const idx block = task_rows(n);
-  const idx tasks = (rows + block - 1) / block;
-  parallel_for(tasks, workers_for(rows * n, workers), [&](idx t) {
-    const idx end = (t + 1) * block < rows ? (t + 1) * block : rows;
-    for (idx r = t * block; r < end; ++r) {
-      const S* row = xp + r * x_row;
-      double* st = sp + r * fields;
-      if (n == 0) {
-        st[0] = -INFINITY;
-        st[1] = 0;
-        continue;
-      }
-      const std::uint8_t* mrow = mask ? mask + r * mask_row : nullptr;
-      T m;
-      double s;
-      if (plain) {
-        k.logsumexp_piece(row, n, &m, &s);
-      } else {
-        const RowOptions<S> ro{o.scaled, static_cast<T>(o.scale), mrow, 0, false};
-        k.logsumexp_piece_opt(row, n, ro, &m, &s);
-      }
-      if (std::isfinite(m) && std::isfinite(s)) {
-        st[0] = m;
-        st[1] = s;
-      } else {
-        non_finite_state(row, n, mrow, st);
-      }
+  for_each_row(rows, n, workers, [&](idx r) {
+    const S* row = xp + r * x_row;
+    double* st = sp + r * fields;
+    if (n == 0) {
+      st[0] = -INFINITY;
+      st[1] = 0;
+      return;
+    }
+    const std::uint8_t* mrow = mask ? mask + r * mask_row : nullptr;
+    T m;
+    double s;
+    if (plain) {
+      k.logsumexp_piece(row, n, &m, &s);
+    } else {
+      const RowOptions<S> ro{o.scaled, static_cast<T>(o.scale), mrow, 0, false};
+      k.logsumexp_piece_opt(row, n, ro, &m, &s);
+    }
+    if (std::isfinite(m) && std::isfinite(s)) {
+      st[0] = m;
+      st[1] = s;
+    } else {
+      non_finite_state(row, n, mrow, st);
     }
   });
 }
@@ -133,43 +137,38 @@ void from_state_typed(const StridedArray& x, const StridedArray& state, const do
   S* op = static_cast<S*>(out.data);
   const double* sp = static_cast<const double*>(state.data);
   const bool stream = rows * n * static_cast<idx>(sizeof(S)) >= kStreamOutputBytes;
-  const idx block = task_rows(n);
-  const idx tasks = (rows + block - 1) / block;
-  parallel_for(tasks, workers_for(rows * n, workers), [&](idx t) {
-    const idx end = (t + 1) * block < rows ? (t + 1) * block : rows;
-    for (idx r = t * block; r < end; ++r) {
-      const S* row = xp + r * x_row;
-      S* out_row = op + r * out_stride;
-      const double m = sp[r * fields], s = sp[r * fields + 1];
-      const double scale = row_scale ? row_scale[r] : 1.0;
-      if (!log && scale == 0) {
-        const S zero = storage_from_double<S>(0.0);
-        for (idx j = 0; j < n; ++j) out_row[j] = zero;
-      } else if (!std::isfinite(m) || !std::isfinite(s)) {
-        const S nan = storage_from_double<S>(NAN);
-        for (idx j = 0; j < n; ++j) out_row[j] = nan;
-      } else if (log) {
-        if (o.scaled)
-          k.log_softmax_piece_scaled(row, out_row, n, static_cast<T>(m), scale_t,
-                                     static_cast<T>(std::log1p(s)), stream);
-        else
-          k.log_softmax_piece(row, out_row, n, static_cast<T>(m), static_cast<T>(std::log1p(s)),
-                              stream);
-      } else {
-        if (o.scaled)
-          k.softmax_piece_scaled(row, out_row, n, static_cast<T>(m), scale_t,
-                                 static_cast<T>(scale / (1.0 + s)), stream);
-        else
-          k.softmax_piece(row, out_row, n, static_cast<T>(m), static_cast<T>(scale / (1.0 + s)),
-                          stream);
-      }
-      if (mask) {
-        // Left-out classes: p = 0, log p = -inf (as the row kernels with where=).
-        const std::uint8_t* mrow = mask + r * mask_row;
-        const S left_out = storage_from_double<S>(log ? -INFINITY : 0.0);
-        for (idx j = 0; j < n; ++j)
-          if (mrow[j] == 0) out_row[j] = left_out;
-      }
+  for_each_row(rows, n, workers, [&](idx r) {
+    const S* row = xp + r * x_row;
+    S* out_row = op + r * out_stride;
+    const double m = sp[r * fields], s = sp[r * fields + 1];
+    const double scale = row_scale ? row_scale[r] : 1.0;
+    if (!log && scale == 0) {
+      const S zero = storage_from_double<S>(0.0);
+      for (idx j = 0; j < n; ++j) out_row[j] = zero;
+    } else if (!std::isfinite(m) || !std::isfinite(s)) {
+      const S nan = storage_from_double<S>(NAN);
+      for (idx j = 0; j < n; ++j) out_row[j] = nan;
+    } else if (log) {
+      if (o.scaled)
+        k.log_softmax_piece_scaled(row, out_row, n, static_cast<T>(m), scale_t,
+                                   static_cast<T>(std::log1p(s)), stream);
+      else
+        k.log_softmax_piece(row, out_row, n, static_cast<T>(m), static_cast<T>(std::log1p(s)),
+                            stream);
+    } else {
+      if (o.scaled)
+        k.softmax_piece_scaled(row, out_row, n, static_cast<T>(m), scale_t,
+                               static_cast<T>(scale / (1.0 + s)), stream);
+      else
+        k.softmax_piece(row, out_row, n, static_cast<T>(m), static_cast<T>(scale / (1.0 + s)),
+                        stream);
+    }
+    if (mask) {
+      // Left-out classes: p = 0, log p = -inf (as the row kernels with where=).
+      const std::uint8_t* mrow = mask + r * mask_row;
+      const S left_out = storage_from_double<S>(log ? -INFINITY : 0.0);
+      for (idx j = 0; j < n; ++j)
+        if (mrow[j] == 0) out_row[j] = left_out;
     }
   });
 }
