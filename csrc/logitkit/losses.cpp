@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "dispatch.hpp"
-#include "option_rows.hpp"
 #include "parallel.hpp"
 #include "row_driver.hpp"
 #include "storage.hpp"
@@ -296,7 +295,7 @@ void cross_entropy_by_rows(const KernelTable& table, const StridedArray& logits,
     for (const idx len : args.grad->shape) grad_bytes *= len;
     stream = grad_bytes >= kStreamOutputBytes;
   }
-  run_rows<S>(ops, axis, workers, [&](const RowBatch& b) {
+  run_rows(ops, axis, workers, [&](const RowBatch& b) {
     CrossEntropyRows<S> a{};
     a.logits = b.at<const S>(0);
     a.logits_row_stride = b.row_stride[0];
@@ -449,7 +448,7 @@ void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis
     using T = compute_t<S>;
     RowOperands ops = {{&logits, true, sizeof(S), false}, {&out, false, sizeof(S), true}};
     if (o.where) ops.push_back({o.where, true, 1, false});
-    run_rows_mixed(ops, axis, workers, [&](const RowBatch& b) {
+    run_rows(ops, axis, workers, [&](const RowBatch& b) {
       RowOptions<S> ro{o.scaled, static_cast<T>(o.scale), nullptr, 0, false};
       if (o.where) {
         ro.mask = b.at<const std::uint8_t>(2);
@@ -460,11 +459,11 @@ void entropy_typed(const StridedArray& logits, const StridedArray& out, int axis
     });
     return;
   }
-  run_rows<S>({{&logits, true, sizeof(S), false}, {&out, false, sizeof(S), true}}, axis,
-              workers, [&](const RowBatch& b) {
-                k.entropy_rows(b.at<const S>(0), b.row_stride[0], b.at<S>(1), b.row_stride[1],
-                               b.rows, b.n);
-              });
+  run_rows({{&logits, true, sizeof(S), false}, {&out, false, sizeof(S), true}}, axis, workers,
+           [&](const RowBatch& b) {
+             k.entropy_rows(b.at<const S>(0), b.row_stride[0], b.at<S>(1), b.row_stride[1],
+                            b.rows, b.n);
+           });
 }
 
 template <class S>
@@ -483,7 +482,6 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
                      {&q, true, sizeof(S), false},
                      {&out, false, sizeof(double), true}};
   if (grad) ops.push_back({grad, true, sizeof(S), true});
-  const bool options = o.scaled || o.where;
   const int mask_operand = static_cast<int>(ops.size());
   if (o.where) ops.push_back({o.where, true, 1, false});
   auto kernel = [&](const RowBatch& b) {
@@ -510,11 +508,7 @@ void kl_typed(const StridedArray& p, const StridedArray& q, const StridedArray& 
     }
     k.kl_divergence_rows(a);
   };
-  // (With options, run_rows_mixed: it gathers the uint8 mask too.)
-  if (options)
-    run_rows_mixed(ops, axis, workers, kernel);
-  else
-    run_rows<S>(ops, axis, workers, kernel);
+  run_rows(ops, axis, workers, kernel);  // (it gathers the uint8 mask too)
 }
 
 template <class S, bool kLog>
@@ -524,12 +518,12 @@ void backward_typed(const StridedArray& g, const StridedArray& y, const StridedA
   const LossKernels<S>& k = loss_kernels_for<S>(active_kernels());
   if (g.shape[axis] == 0) return;
   auto fn = kLog ? k.log_softmax_backward_rows : k.softmax_backward_rows;
-  run_rows<S>({{&g, true, sizeof(S), false}, {&y, true, sizeof(S), false},
-               {&out, true, sizeof(S), true}},
-              axis, workers, [&](const RowBatch& b) {
-                fn(b.at<const S>(0), b.row_stride[0], b.at<const S>(1), b.row_stride[1],
-                   b.at<S>(2), b.row_stride[2], b.rows, b.n);
-              });
+  run_rows({{&g, true, sizeof(S), false}, {&y, true, sizeof(S), false},
+            {&out, true, sizeof(S), true}},
+           axis, workers, [&](const RowBatch& b) {
+             fn(b.at<const S>(0), b.row_stride[0], b.at<const S>(1), b.row_stride[1],
+                b.at<S>(2), b.row_stride[2], b.rows, b.n);
+           });
 }
 
 }  // namespace

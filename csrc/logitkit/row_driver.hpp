@@ -1,15 +1,18 @@
 // Running a row kernel over every row of strided n-d operands.
 //
-// A row kernel wants each operand that has the reduced axis ("row operands", element type
-// T) contiguous along it, and takes several rows at once with a stride between them.
-// Operands without the axis (per-row values such as labels or losses, any element type)
-// just have a stride between rows. run_rows() finds the longest batch dimension to hand
-// the kernel as its rows; when some row operand is not contiguous along the axis, it
-// gathers that operand's rows one at a time into a buffer (and scatters written ones
-// back), so any layout works without copying the whole array up front.
+// A row kernel wants each operand that has the reduced axis ("row operands", any element
+// type: float rows, a uint8 where= mask) contiguous along it, and takes several rows at
+// once with a stride between them. Operands without the axis (per-row values such as
+// labels or losses, any element type) just have a stride between rows. run_rows() finds
+// the longest batch dimension to hand the kernel as its rows; when some row operand is not
+// contiguous along the axis, it gathers that operand's rows one at a time into a buffer of
+// its element size (and scatters written ones back), so any layout works without copying
+// the whole array up front.
 #pragma once
 
 #include <array>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "axis_plan.hpp"
@@ -18,7 +21,7 @@ namespace logitkit {
 
 struct RowOperand {
   const StridedArray* array;
-  bool has_axis;  // a row operand (element type T) or a per-row value
+  bool has_axis;  // a row operand (along the axis) or a per-row value
   idx itemsize;
   bool written;
 };
@@ -51,9 +54,32 @@ inline AxisPlan plan_rows(const RowOperands& operands, int axis) {
   return plan_axis(arrays, has_axis, axis, itemsizes);
 }
 
+// Copies n elements of `size` bytes from src (a byte step apart) to dst (another step
+// apart). The common sizes get a fixed-size memcpy (a plain load and store).
+inline void copy_elements(char* dst, idx dst_step, const char* src, idx src_step, idx n,
+                          idx size) {
+  auto copy = [&](auto fixed) {
+    constexpr size_t bytes = decltype(fixed)::value;
+    for (idx i = 0; i < n; ++i) std::memcpy(dst + i * dst_step, src + i * src_step, bytes);
+  };
+  switch (size) {
+    case 1: return copy(std::integral_constant<size_t, 1>{});
+    case 2: return copy(std::integral_constant<size_t, 2>{});
+    case 4: return copy(std::integral_constant<size_t, 4>{});
+    case 8: return copy(std::integral_constant<size_t, 8>{});
+    default:
+      for (idx i = 0; i < n; ++i)
+        std::memcpy(dst + i * dst_step, src + i * src_step, static_cast<size_t>(size));
+  }
+}
+
 // The rows go to the kernel in blocks (parallel.hpp: fixed by the shapes, on up to
-// `workers` threads); a kernel call must write only its own rows' outputs.
-template <class T, class Kernel>
+// `workers` threads, so results do not depend on the number of workers); a kernel call
+// must write only its own rows' outputs. Operands may have any element types (a uint8
+// mask next to float rows, for the options): a row operand that is not contiguous along
+// the axis (a strided view, a mask broadcast along the axis with stride 0) is gathered
+// through a buffer of its own element size.
+template <class Kernel>
 void run_rows(const RowOperands& operands, int axis, int workers, Kernel kernel) {
   const AxisPlan plan = plan_rows(operands, axis);
   if (plan.empty_batch) return;
@@ -85,15 +111,16 @@ void run_rows(const RowOperands& operands, int axis, int workers, Kernel kernel)
     return;
   }
 
-  // Gather mode: one row at a time through contiguous buffers (each task its own).
+  // Gather mode: one row at a time through contiguous buffers (each task its own; 8-byte
+  // units, so that any element type is aligned in them).
   const idx positions = position_count(plan, -1);
   const idx block = rows_per_task(n);
   const idx tasks = (positions + block - 1) / block;
   parallel_for(tasks, workers_for(positions * n, workers), [&](idx task) {
-    std::vector<std::vector<T>> buffers(count);
+    std::vector<std::vector<double>> buffers(static_cast<size_t>(count));
     for (int k = 0; k < count; ++k)
       if (operands[k].has_axis && plan.axis_stride[k] != 1)
-        buffers[k].resize(static_cast<size_t>(n));
+        buffers[k].resize(static_cast<size_t>((n * operands[k].itemsize + 7) / 8));
     const idx end = (task + 1) * block < positions ? (task + 1) * block : positions;
     for (idx position = task * block; position < end; ++position) {
       const auto off = position_offsets(plan, -1, position);
@@ -104,20 +131,20 @@ void run_rows(const RowOperands& operands, int axis, int workers, Kernel kernel)
           b.data[k] = base(k, off[k]);
           continue;
         }
-        T* buf = buffers[k].data();
-        const T* src = reinterpret_cast<const T*>(base(k, off[k]));
+        char* buf = reinterpret_cast<char*>(buffers[k].data());
+        const idx size = operands[k].itemsize;
         if (!operands[k].written)
-          for (idx i = 0; i < n; ++i) buf[i] = src[i * plan.axis_stride[k]];
-        b.data[k] = reinterpret_cast<char*>(buf);
+          copy_elements(buf, size, base(k, off[k]), plan.axis_stride[k] * size, n, size);
+        b.data[k] = buf;
       }
       b.rows = 1;
       b.n = n;
       kernel(b);
       for (int k = 0; k < count; ++k) {
         if (buffers[k].empty() || !operands[k].written) continue;
-        T* dst = reinterpret_cast<T*>(base(k, off[k]));
-        const T* buf = buffers[k].data();
-        for (idx i = 0; i < n; ++i) dst[i * plan.axis_stride[k]] = buf[i];
+        const idx size = operands[k].itemsize;
+        copy_elements(base(k, off[k]), plan.axis_stride[k] * size,
+                      reinterpret_cast<const char*>(buffers[k].data()), size, n, size);
       }
     }
   });

@@ -5,7 +5,7 @@
 
 #include "axis_plan.hpp"
 #include "dispatch.hpp"
-#include "option_rows.hpp"
+#include "row_driver.hpp"
 #include "parallel.hpp"
 #include "storage.hpp"
 
@@ -220,7 +220,7 @@ void reduce_logsumexp(const StridedArray& x, const StridedArray& out, int axis, 
 }
 
 // softmax, log_softmax or logsumexp with options: every layout on the row kernels with
-// options (run_rows_mixed gathers rows that are not contiguous along the axis, a mask
+// options (run_rows gathers rows that are not contiguous along the axis, a mask
 // broadcast along it included); long rows whole, on one thread each.
 template <class S>
 void with_options(const StridedArray& x, const StridedArray& out, int axis, RowOutput kind,
@@ -236,7 +236,7 @@ void with_options(const StridedArray& x, const StridedArray& out, int axis, RowO
   if (!reduce && x.shape[axis] == 0) return;
   RowOperands ops = {{&x, true, sizeof(S), false}, {&out, !reduce, sizeof(S), true}};
   if (o.where) ops.push_back({o.where, true, 1, false});
-  run_rows_mixed(ops, axis, workers, [&](const RowBatch& b) {
+  run_rows(ops, axis, workers, [&](const RowBatch& b) {
     RowOptions<S> ro{o.scaled, static_cast<T>(o.scale), nullptr, 0, stream};
     if (o.where) {
       ro.mask = b.at<const std::uint8_t>(2);
