@@ -32,63 +32,15 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
   logitkit::active_kernels();
   logitkit::install_fork_handler();
 
-  m.def(
-      "softmax",
-      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg,
-         std::optional<double> scale, const std::optional<py::array>& where) {
-        const int workers = checked_workers(workers_arg);
-        std::optional<StridedArray> mask;
-        if (where) mask = mask_view(*where, x);
-        logitkit::SoftmaxOptions options;
-        options.scaled = scale.has_value();
-        options.scale = scale.value_or(1.0);
-        options.where = mask ? &*mask : nullptr;
-        run_unary(x, out,
-                  [axis, workers, &options](DType dt, const StridedArray& xv,
-                                            const StridedArray& ov) {
-                    logitkit::softmax(dt, xv, ov, axis, workers, options);
-                  });
-      },
-      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1,
-      py::arg("scale") = py::none(), py::arg("where") = py::none());
-  m.def(
-      "log_softmax",
-      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg,
-         std::optional<double> scale, const std::optional<py::array>& where) {
-        const int workers = checked_workers(workers_arg);
-        std::optional<StridedArray> mask;
-        if (where) mask = mask_view(*where, x);
-        logitkit::SoftmaxOptions options;
-        options.scaled = scale.has_value();
-        options.scale = scale.value_or(1.0);
-        options.where = mask ? &*mask : nullptr;
-        run_unary(x, out,
-                  [axis, workers, &options](DType dt, const StridedArray& xv,
-                                            const StridedArray& ov) {
-                    logitkit::log_softmax(dt, xv, ov, axis, workers, options);
-                  });
-      },
-      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1,
-      py::arg("scale") = py::none(), py::arg("where") = py::none());
-  m.def(
-      "logsumexp",
-      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg,
-         std::optional<double> scale, const std::optional<py::array>& where) {
-        const int workers = checked_workers(workers_arg);
-        std::optional<StridedArray> mask;
-        if (where) mask = mask_view(*where, x);
-        logitkit::SoftmaxOptions options;
-        options.scaled = scale.has_value();
-        options.scale = scale.value_or(1.0);
-        options.where = mask ? &*mask : nullptr;
-        run_unary(x, out,
-                  [axis, workers, &options](DType dt, const StridedArray& xv,
-                                            const StridedArray& ov) {
-                    logitkit::logsumexp(dt, xv, ov, axis, workers, options);
-                  });
-      },
-      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1,
-      py::arg("scale") = py::none(), py::arg("where") = py::none());
+  m.def("softmax", rows_with_options(&logitkit::softmax), py::arg("x"), py::arg("out"),
+        py::arg("axis"), py::arg("workers") = 1, py::arg("scale") = py::none(),
+        py::arg("where") = py::none());
+  m.def("log_softmax", rows_with_options(&logitkit::log_softmax), py::arg("x"), py::arg("out"),
+        py::arg("axis"), py::arg("workers") = 1, py::arg("scale") = py::none(),
+        py::arg("where") = py::none());
+  m.def("logsumexp", rows_with_options(&logitkit::logsumexp), py::arg("x"), py::arg("out"),
+        py::arg("axis"), py::arg("workers") = 1, py::arg("scale") = py::none(),
+        py::arg("where") = py::none());
   m.def(
       "_exp",
       [](const py::array& x, const py::array& out, bool nonpositive) {
@@ -111,12 +63,9 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
         const DType dt = dtype_of(x, "x");
         const StridedArray xv = view_of(x, "x", false);
         const StridedArray sv = view_as(state, DType::float64, "state", true);
-        std::optional<StridedArray> mask;
-        if (where) mask = mask_view(*where, x);
-        const logitkit::StateOptions options{scale.has_value(), scale.value_or(1.0),
-                                             mask ? &*mask : nullptr};
+        const OptionArgs options(scale, where, x);
         const ReleaseGilIfLarge release(x.size());
-        logitkit::row_states(dt, xv, sv, workers, options);
+        logitkit::row_states(dt, xv, sv, workers, options.state());
       },
       py::arg("x"), py::arg("state"), py::arg("workers") = 1, py::arg("scale") = py::none(),
       py::arg("where") = py::none());
@@ -146,12 +95,10 @@ PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
             throw py::value_error("row_scale must be a contiguous float64 vector, one per row");
           row_scale_data = static_cast<const double*>(rv.data);
         }
-        std::optional<StridedArray> mask;
-        if (where) mask = mask_view(*where, x);
-        const logitkit::StateOptions options{scale.has_value(), scale.value_or(1.0),
-                                             mask ? &*mask : nullptr};
+        const OptionArgs options(scale, where, x);
         const ReleaseGilIfLarge release(x.size());
-        logitkit::rows_from_state(dt, xv, sv, row_scale_data, ov, log, workers, options);
+        logitkit::rows_from_state(dt, xv, sv, row_scale_data, ov, log, workers,
+                                  options.state());
       },
       py::arg("x"), py::arg("state"), py::arg("row_scale"), py::arg("out"), py::arg("log"),
       py::arg("workers") = 1, py::arg("scale") = py::none(), py::arg("where") = py::none());

@@ -1,4 +1,5 @@
-// Shared by the binding files: turning NumPy arrays into the core's StridedArray.
+// Shared by the binding files: turning NumPy arrays into the core's StridedArray, and the
+// options (scale=, where=) into the core's options structs.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -9,6 +10,8 @@
 #include <string>
 
 #include "logitkit/parallel.hpp"
+#include "logitkit/row_state.hpp"
+#include "logitkit/softmax.hpp"
 #include "logitkit/strided.hpp"
 
 namespace logitkit_bindings {
@@ -67,6 +70,31 @@ inline StridedArray mask_view(const py::array& where, const py::array& x) {
   return view_of(where, "where", false);
 }
 
+// The options scale= (None: not scaled) and where= (a mask of x's shape, checked by
+// mask_view) of the softmax family, entropy, KL divergence and the row states, as the
+// core's options structs. It owns the mask view those point to, so it is neither copied
+// nor moved: keep it alive for the call.
+class OptionArgs {
+ public:
+  OptionArgs(std::optional<double> scale, const std::optional<py::array>& where,
+             const py::array& x)
+      : scaled_(scale.has_value()), scale_(scale.value_or(1.0)) {
+    if (where) mask_ = mask_view(*where, x);
+  }
+  OptionArgs(const OptionArgs&) = delete;
+  OptionArgs& operator=(const OptionArgs&) = delete;
+
+  logitkit::SoftmaxOptions softmax() const { return {scaled_, scale_, mask()}; }
+  logitkit::StateOptions state() const { return {scaled_, scale_, mask()}; }
+
+ private:
+  const StridedArray* mask() const { return mask_ ? &*mask_ : nullptr; }
+
+  bool scaled_;
+  double scale_;
+  std::optional<StridedArray> mask_;
+};
+
 // Releases the GIL for calls on at least kReleaseGilElements elements. Releasing it and
 // taking it back costs about 40 ns, a tenth of a whole 32 x 10 softmax, while other
 // threads gain nothing from a pause of a microsecond (NumPy's ufuncs keep it for small
@@ -100,6 +128,25 @@ void run_unary(const py::array& x, const py::array& out, Fn fn) {
   // the caller's frame) keep alive; it calls no Python API.
   const ReleaseGilIfLarge release(x.size());
   fn(dt, xv, ov);
+}
+
+// The binding of a row function with options (softmax, log_softmax, logsumexp, entropy):
+// fn(dtype, x, out, axis, workers, options) on checked arrays, as run_unary.
+using RowsWithOptions = void (*)(DType, const StridedArray&, const StridedArray&, int, int,
+                                 const logitkit::SoftmaxOptions&);
+
+inline auto rows_with_options(RowsWithOptions fn) {
+  return [fn](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg,
+              std::optional<double> scale, const std::optional<py::array>& where) {
+    const int workers = checked_workers(workers_arg);
+    const OptionArgs args(scale, where, x);
+    const logitkit::SoftmaxOptions options = args.softmax();
+    run_unary(x, out,
+              [fn, axis, workers, &options](DType dt, const StridedArray& xv,
+                                            const StridedArray& ov) {
+                fn(dt, xv, ov, axis, workers, options);
+              });
+  };
 }
 
 void register_losses(py::module_& m);

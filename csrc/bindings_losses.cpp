@@ -136,25 +136,9 @@ void register_losses(py::module_& m) {
       py::arg("log_probs"), py::arg("labels"), py::arg("weight"), py::arg("ignore_index"),
       py::arg("reduction"), py::arg("loss"), py::arg("axis"));
 
-  m.def(
-      "entropy",
-      [](const py::array& x, const py::array& out, int axis, std::int64_t workers_arg,
-         std::optional<double> scale, const OptArray& where) {
-        const int workers = checked_workers(workers_arg);
-        std::optional<StridedArray> mask;
-        if (where) mask = mask_view(*where, x);
-        logitkit::SoftmaxOptions options;
-        options.scaled = scale.has_value();
-        options.scale = scale.value_or(1.0);
-        options.where = mask ? &*mask : nullptr;
-        run_unary(x, out,
-                  [axis, workers, &options](DType dt, const StridedArray& xv,
-                                            const StridedArray& ov) {
-                    logitkit::entropy(dt, xv, ov, axis, workers, options);
-                  });
-      },
-      py::arg("x"), py::arg("out"), py::arg("axis"), py::arg("workers") = 1,
-      py::arg("scale") = py::none(), py::arg("where") = py::none());
+  m.def("entropy", rows_with_options(&logitkit::entropy), py::arg("x"), py::arg("out"),
+        py::arg("axis"), py::arg("workers") = 1, py::arg("scale") = py::none(),
+        py::arg("where") = py::none());
 
   m.def(
       "kl_divergence",
@@ -163,19 +147,14 @@ void register_losses(py::module_& m) {
          std::optional<double> scale, const OptArray& where) {
         const int workers = checked_workers(workers_arg);
         const DType dt = dtype_of(p, "p_logits");
-        std::optional<StridedArray> mask;
-        if (where) mask = mask_view(*where, p);
-        logitkit::SoftmaxOptions options;
-        options.scaled = scale.has_value();
-        options.scale = scale.value_or(1.0);
-        options.where = mask ? &*mask : nullptr;
+        const OptionArgs options(scale, where, p);
         const StridedArray pv = view_of(p, "p_logits", false);
         const StridedArray qv = view_as(q, dt, "q_logits", false);
         const StridedArray ov = view_as(out, DType::float64, "out (float64)", true);
         const OptionalView gv = optional_view(grad, dt, "grad", true);
         py::gil_scoped_release release;  // only these buffers are touched
         logitkit::kl_divergence(dt, pv, qv, ov, out_scale, gv.get(), grad_scale, axis,
-                                workers, options);
+                                workers, options.softmax());
       },
       py::arg("p"), py::arg("q"), py::arg("out"), py::arg("out_scale"), py::arg("grad"),
       py::arg("grad_scale"), py::arg("axis"), py::arg("workers") = 1,
