@@ -1,8 +1,11 @@
 """Dask arrays in, lazy Dask arrays out, equal to the NumPy path for every chunking.
 
 The class axis split between chunks goes through the block states (the C++ core's
-_row_states / _merge_row_states / _rows_from_state), so those tests take the simd_target
-fixture; the threaded scheduler runs them in this process, on the target chosen.
+_row_states / _merge_row_states / _rows_from_state, with and without options): the tests
+that reach every one of those paths (softmax family, non-finite rows, masks, temperature,
+unaligned and edge-shaped blocks) take the simd_target fixture; the threaded scheduler runs
+them in this process, on the target chosen. The combinatorial tests of how the functions
+compose them (reductions, weights, options, dtypes) run on the active target only.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ def test_non_finite_rows(simd_target, chunking):
 @pytest.mark.parametrize("chunking", CHUNKINGS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_cross_entropy_labels(simd_target, weighted, reduction, chunking, dtype):
+def test_cross_entropy_labels(weighted, reduction, chunking, dtype):
     x = _logits(dtype)
     t = _labels()
     w = np.linspace(0.5, 2.0, CLASSES) if weighted else None
@@ -141,7 +144,7 @@ def test_cross_entropy_labels(simd_target, weighted, reduction, chunking, dtype)
     ids=lambda o: "+".join(o),
 )
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_cross_entropy_options(simd_target, options, chunking, reduction):
+def test_cross_entropy_options(options, chunking, reduction):
     x = _logits()
     t = _labels()
     rng = np.random.default_rng(5)
@@ -164,7 +167,7 @@ def test_cross_entropy_options(simd_target, options, chunking, reduction):
 
 @pytest.mark.parametrize("chunking", CHUNKINGS)
 @pytest.mark.parametrize("smoothing", [0.0, 0.15])
-def test_cross_entropy_probabilities(simd_target, chunking, smoothing):
+def test_cross_entropy_probabilities(chunking, smoothing):
     x = _logits()
     y = lk.softmax(_logits(seed=9))
     dx, dy = _chunked(x, chunking), _chunked(y, chunking)
@@ -229,7 +232,7 @@ def test_bad_label_raises_when_computed(chunking):
 
 @pytest.mark.parametrize("chunking", CHUNKINGS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_nll_loss(simd_target, chunking, reduction):
+def test_nll_loss(chunking, reduction):
     lp = lk.log_softmax(_logits())
     t = _labels()
     w = np.linspace(2.0, 0.5, CLASSES)
@@ -240,7 +243,7 @@ def test_nll_loss(simd_target, chunking, reduction):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("chunking", CHUNKINGS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none", "batchmean"])
-def test_kl_divergence(simd_target, chunking, reduction, dtype):
+def test_kl_divergence(chunking, reduction, dtype):
     p, q = _logits(dtype, seed=2), _logits(dtype, seed=3)
     kl, grad = lk.kl_divergence(_chunked(p, chunking), _chunked(q, chunking),
                                 reduction=reduction, return_grad=True)
@@ -265,7 +268,7 @@ def test_options_of_the_softmax_family(simd_target, chunking):
 
 
 @pytest.mark.parametrize("chunking", CHUNKINGS)
-def test_backward_products(simd_target, chunking):
+def test_backward_products(chunking):
     p = lk.softmax(_logits())
     lp = lk.log_softmax(_logits())
     g = _logits(seed=8)
@@ -277,7 +280,7 @@ def test_backward_products(simd_target, chunking):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("chunking", CHUNKINGS)
-def test_binary_family(simd_target, chunking, dtype):
+def test_binary_family(chunking, dtype):
     z = _logits(dtype)
     y = (np.random.default_rng(6).random(z.shape) < 0.3).astype(dtype)
     dz, dy = _chunked(z, chunking), _chunked(y, chunking)

@@ -3,6 +3,10 @@
 Stable softmax, log-softmax, logsumexp, cross-entropy (with its gradient fused in the same
 pass), sigmoid and binary cross-entropy, entropy and KL divergence, computed by a C++ core
 with SIMD kernels chosen for this CPU at import.
+
+Every function but linear_cross_entropy also takes dask.array.Array inputs and returns
+lazy Dask arrays, for any chunking (the class axis split between chunks too); see
+logitkit._dask and the README's "Dask" section.
 """
 
 from __future__ import annotations

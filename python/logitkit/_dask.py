@@ -7,18 +7,20 @@ computed while the graph is built.
 
 How a row whose classes are split between chunks is computed (the vocabulary-parallel
 case): each block of classes gives, per row, a state (m, s) -- its maximum and the sum of
-exp(x - m) minus 1, by the C++ core (``_core._row_states``) -- plus what the function
-needs (the target's logit for cross_entropy, the block's own entropy or divergence). The
-states of a row's blocks are merged in a tree (``dask.array.reduction``, whose
-``split_every`` comes from ``dask.config``, as for Dask's own reductions) by
+exp(x - m) minus 1, by the C++ core (``_core._row_states``, with temperature= and where=
+too) -- plus what the function needs (the target's logit, the label-smoothing and
+probability-target sums, the block's own entropy or divergence, the count of included
+classes). The states of a row's blocks are merged in a tree (``dask.array.reduction``,
+whose ``split_every`` comes from ``dask.config``, as for Dask's own reductions) by
 ``_core._merge_row_states``; softmax, log_softmax and gradients are then a second blockwise
 pass from the merged state (``_core._rows_from_state``). The tree depends on the chunks
 only, so results do not depend on scheduling. When the class axis is one chunk, each block
-goes to the NumPy function whole (``map_blocks``).
+goes to the NumPy function whole.
 
-Options that the states do not carry (temperature=, where=, softcap=, z_loss=,
-sample_weight=, label_smoothing=, probability targets) are computed with the class axis
-rechunked into one chunk: correct for any chunking, at the cost of the rechunk.
+Two options change the logits themselves and are computed with the class axis rechunked
+into one chunk (correct for any chunking, at the cost of the rechunk): ``softcap=`` and
+cross_entropy's ``where=``; so is softmax_jacobian (C x C per row). On a split axis the
+backward products are Dask arithmetic, with float64 row sums.
 
 Threads: each block is computed with ``workers=1`` unless ``workers=`` is given (then that
 many threads per block): Dask runs blocks in parallel already, one per worker thread, and
@@ -39,7 +41,6 @@ import numpy as np
 
 from . import _core
 from ._arrays import cast_result, normalize_axis
-from ._options import temperature_scale
 from ._binary import binary_cross_entropy as _np_bce
 from ._binary import log_sigmoid as _np_log_sigmoid
 from ._binary import sigmoid as _np_sigmoid
@@ -49,6 +50,7 @@ from ._cross_entropy import reduce_losses, reduction_code
 from ._divergence import _kl_reduction_code, _log_base
 from ._divergence import entropy as _np_entropy
 from ._divergence import kl_divergence as _np_kl_divergence
+from ._options import temperature_scale
 from ._softmax import log_softmax as _np_log_softmax
 from ._softmax import log_softmax_backward as _np_log_softmax_backward
 from ._softmax import logsumexp as _np_logsumexp
