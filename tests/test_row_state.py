@@ -89,3 +89,24 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="aligned"):
         raw = np.empty(x.nbytes + 1, np.uint8)
         _core._row_states(np.ndarray(x.shape, x.dtype, raw, 1), state)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bit_identical_for_any_number_of_workers(simd_target, dtype):
+    # Rows are cut into tasks by the shape only: every workers= gives the same bits.
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((600, 1000)) * 4).astype(dtype)
+    mask = rng.random(x.shape) < 0.9
+    results = []
+    for workers in (1, 2, 3, 7):
+        for scale, where in ((None, None), (1 / 1.7, mask)):
+            state = np.empty((600, 2))
+            _core._row_states(x, state, workers, scale, where)
+            out = np.empty_like(x)
+            _core._rows_from_state(x, state, np.linspace(0, 1, 600), out, False, workers,
+                                   scale, where)
+            results.append((workers, scale is None, state, out))
+    for workers, plain, state, out in results[2:]:
+        reference = results[0 if plain else 1]
+        np.testing.assert_array_equal(state, reference[2])
+        np.testing.assert_array_equal(out, reference[3])
